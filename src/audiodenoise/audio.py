@@ -1,0 +1,167 @@
+"""Reading and writing audio files, resampling, and input validation."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
+
+
+class AudioError(Exception):
+    """A problem with an input or output file, worded for the user."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    frames: int
+    sample_rate: int
+    channels: int
+    format: str
+    subtype: str
+
+
+def inspect_audio(path: str | Path) -> AudioInfo:
+    """Validate that ``path`` is a readable, non-empty audio file and describe it."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: contains no audio samples")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{path}: unsupported sample rate {info.samplerate} Hz")
+    return AudioInfo(info.frames, info.samplerate, info.channels, info.format, info.subtype)
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+
+
+def read_blocks(path: str | Path, block_frames: int) -> Iterator[np.ndarray]:
+    """Float32 blocks of shape (frames, channels); corrupt data and NaN/Inf raise AudioError."""
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            while True:
+                block = handle.read(block_frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{path}: contains NaN or Inf samples")
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(f"{path}: corrupt or truncated audio ({_reason(error)})") from None
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """The whole file as float32 (frames, channels) and its sample rate."""
+    info = inspect_audio(path)
+    blocks = list(read_blocks(path, 1 << 20))
+    return np.concatenate(blocks), info.sample_rate
+
+
+def read_mono(path: str | Path, sample_rate: int) -> np.ndarray:
+    """The file as mono float32 at ``sample_rate``."""
+    audio, rate = read_audio(path)
+    return resample(audio.mean(axis=1), rate, sample_rate)
+
+
+def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    if from_rate == to_rate:
+        return np.asarray(signal, dtype=np.float32)
+    return soxr.resample(signal, from_rate, to_rate, quality="HQ").astype(np.float32)
+
+
+class ResampleStream:
+    """Chunked resampling whose concatenated output has exactly round(n * to / from) samples."""
+
+    def __init__(self, from_rate: int, to_rate: int, channels: int):
+        self.identity = from_rate == to_rate
+        self.ratio = to_rate / from_rate
+        self.stream = None if self.identity else soxr.ResampleStream(from_rate, to_rate, channels, "float32", "HQ")
+        self.fed = 0
+        self.emitted = 0
+
+    def __call__(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
+        self.fed += len(chunk)
+        if self.identity:
+            return chunk
+        out = self.stream.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32), last=last)
+        if last:
+            want = round(self.fed * self.ratio) - self.emitted
+            out = fit_frames(out, want)
+        self.emitted += len(out)
+        return out
+
+
+def fit_frames(block: np.ndarray, frames: int) -> np.ndarray:
+    """Crop or zero-pad ``block`` (frames, ...) to ``frames`` rows."""
+    if len(block) >= frames:
+        return block[:frames]
+    pad = np.zeros((frames - len(block), *block.shape[1:]), dtype=block.dtype)
+    return np.concatenate([block, pad])
+
+
+class AtomicWriter:
+    """Writes an audio file through a temporary file that is renamed into place only on success."""
+
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, format: str, subtype: str):
+        self.path = Path(path)
+        self.integer = subtype.startswith(("PCM", "ULAW", "ALAW", "DPCM", "DWVW"))
+        self.temp_path = None
+        try:
+            fd, self.temp_path = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+            os.close(fd)
+            self.handle = sf.SoundFile(
+                self.temp_path, "w", samplerate=sample_rate, channels=channels, format=format, subtype=subtype
+            )
+        except (OSError, sf.LibsndfileError, RuntimeError) as error:
+            self._discard()
+            raise AudioError(f"{self.path}: cannot write output ({_reason(error)})") from None
+
+    def write(self, block: np.ndarray) -> None:
+        # Lossy codecs and integer formats need samples within full scale.
+        self.handle.write(np.clip(block, -1.0, 1.0) if self.integer or self._lossy else block)
+
+    @property
+    def _lossy(self) -> bool:
+        return self.handle.format in ("OGG", "MP3")
+
+    def commit(self) -> None:
+        self.handle.close()
+        os.replace(self.temp_path, self.path)
+
+    def _discard(self) -> None:
+        if self.temp_path is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp_path)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            with contextlib.suppress(Exception):
+                self.handle.close()
+            self._discard()

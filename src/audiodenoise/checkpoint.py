@@ -1,0 +1,88 @@
+"""Self-describing checkpoints: ``model.safetensors`` beside a ``config.json`` that holds every setting."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .model import ModelConfig, UNet
+from .spectral import SpectralConfig
+
+CHECKPOINT_FORMAT = "audiodenoise-checkpoint"
+CHECKPOINT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+class CheckpointError(Exception):
+    pass
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(temp_path)`` then rename the temp file onto ``path``."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def save_checkpoint(folder: str | Path, model: UNet, spectral: SpectralConfig, info: dict | None = None) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    config = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "spectral": spectral.to_dict(),
+        "model": model.config.to_dict(),
+        "info": info or {},
+    }
+    write_atomic(folder / WEIGHTS, lambda temp: save_file(state, temp))
+    write_atomic(folder / CONFIG, lambda temp: Path(temp).write_text(json.dumps(config, indent=2) + "\n"))
+
+
+def read_config(folder: str | Path) -> dict:
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: not a checkpoint (no {CONFIG})")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: unreadable config ({error})") from None
+    if config.get("format") != CHECKPOINT_FORMAT or config.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: not an audiodenoise checkpoint config of version {CHECKPOINT_VERSION}")
+    return config
+
+
+def load_checkpoint(folder: str | Path) -> tuple[UNet, SpectralConfig, dict]:
+    """The model (in eval mode), its spectral settings, and the config's info."""
+    folder = Path(folder)
+    config = read_config(folder)
+    try:
+        spectral = SpectralConfig.from_dict(config["spectral"])
+        model = UNet(ModelConfig.from_dict(config["model"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{folder / CONFIG}: invalid settings ({error})") from None
+    try:
+        state = load_file(folder / WEIGHTS)
+        model.load_state_dict(state)
+    except (FileNotFoundError, SafetensorError, RuntimeError, OSError) as error:
+        reason = str(error).splitlines()[0]
+        raise CheckpointError(f"{folder / WEIGHTS}: corrupt or incompatible weights ({reason})") from None
+    model.eval()
+    return model, spectral, config.get("info", {})
+
+
+def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    write_atomic(path, lambda temp: save_file({k: v.contiguous() for k, v in tensors.items()}, temp))

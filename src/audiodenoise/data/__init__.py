@@ -1,0 +1,1 @@
+"""Training data: corpus readers, cleaning and mixing, synthetic noise, and the dataset on disk."""

@@ -1,0 +1,98 @@
+"""The dataset on disk: float16 magnitude patch pairs in memory-mapped shards, plus a manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class DatasetError(Exception):
+    pass
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    temp = path.with_name(path.name + ".part")
+    with open(temp, "wb") as handle:
+        np.save(handle, array)
+    os.replace(temp, path)
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    temp = path.with_name(path.name + ".part")
+    temp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(temp, path)
+
+
+class ShardWriter:
+    """Buffers (noisy, clean) magnitude patches and writes them in shards of ``shard_size`` pairs."""
+
+    def __init__(self, folder: Path, split: str, shard_size: int):
+        self.folder = folder / split
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.split = split
+        self.shard_size = shard_size
+        self.noisy: list[np.ndarray] = []
+        self.clean: list[np.ndarray] = []
+        self.buffered = 0
+        self.shards: list[dict] = []
+
+    def add(self, noisy: np.ndarray, clean: np.ndarray) -> None:
+        self.noisy.append(noisy.astype(np.float16))
+        self.clean.append(clean.astype(np.float16))
+        self.buffered += len(noisy)
+        if self.buffered >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered:
+            return
+        name = f"shard_{len(self.shards):05d}"
+        noisy, clean = np.concatenate(self.noisy), np.concatenate(self.clean)
+        _save_atomic(self.folder / f"{name}.noisy.npy", noisy)
+        _save_atomic(self.folder / f"{name}.clean.npy", clean)
+        self.shards.append({"name": f"{self.split}/{name}", "pairs": len(noisy)})
+        self.noisy, self.clean, self.buffered = [], [], 0
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise DatasetError(f"{folder}: not a dataset (no {MANIFEST}); make one with 'audiodenoise prepare'")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: unreadable manifest ({error})") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DatasetError(f"{path}: unsupported dataset format {manifest.get('format_version')!r}")
+    return manifest
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Random access to one split's patch pairs without loading them into memory."""
+
+    def __init__(self, folder: str | Path, split: str):
+        folder = Path(folder)
+        manifest = read_manifest(folder)
+        shards = manifest["splits"].get(split, {}).get("shards", [])
+        if not shards:
+            raise DatasetError(f"{folder}: the dataset has no '{split}' pairs")
+        self.noisy = [np.load(folder / f"{s['name']}.noisy.npy", mmap_mode="r") for s in shards]
+        self.clean = [np.load(folder / f"{s['name']}.clean.npy", mmap_mode="r") for s in shards]
+        self.offsets = np.cumsum([0] + [len(a) for a in self.noisy])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        row = index - self.offsets[shard]
+        noisy = torch.from_numpy(np.asarray(self.noisy[shard][row], dtype=np.float32))
+        clean = torch.from_numpy(np.asarray(self.clean[shard][row], dtype=np.float32))
+        return noisy.unsqueeze(0), clean.unsqueeze(0)

@@ -1,0 +1,60 @@
+"""Cleaning and mixing: silent-frame removal, noise looping, SNR mixing and level."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    max_clean_seconds: float = 10.0
+    silence_frame_ms: float = 20.0
+    silence_threshold_db: float = -40.0  # frames this far below the loudest frame are dropped
+    snr_db: tuple[float, float] = (-5.0, 20.0)
+    level_db: tuple[float, float] = (-35.0, -15.0)  # RMS of the noisy mix, dBFS
+    peak_limit: float = 0.99
+    synthetic_noise_fraction: float = 0.3
+
+
+def remove_silence(signal: np.ndarray, sample_rate: int, frame_ms: float, threshold_db: float) -> np.ndarray:
+    """Drop frames whose energy is ``threshold_db`` below the loudest frame."""
+    frame = max(1, int(sample_rate * frame_ms / 1000))
+    n_frames = -(-len(signal) // frame)
+    padded = np.zeros(n_frames * frame, dtype=signal.dtype)
+    padded[: len(signal)] = signal
+    frames = padded.reshape(n_frames, frame)
+    energy = np.mean(frames.astype(np.float64) ** 2, axis=1)
+    if energy.max() <= 0:
+        return signal[:0]
+    keep = 10 * np.log10(energy / energy.max() + 1e-20) > threshold_db
+    kept = frames[keep].reshape(-1)
+    # The last frame may be zero-padded; trim that padding off again.
+    if keep[-1]:
+        kept = kept[: len(kept) - (n_frames * frame - len(signal))]
+    return kept
+
+
+def fit_length(noise: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Loop or crop ``noise`` to ``length`` samples, starting at a random offset."""
+    start = int(rng.integers(len(noise)))
+    repeats = -(-(start + length) // len(noise))
+    return np.tile(noise, repeats)[start : start + length]
+
+
+def power(signal: np.ndarray) -> float:
+    return float(np.mean(signal.astype(np.float64) ** 2))
+
+
+def mix(
+    clean: np.ndarray, noise: np.ndarray, snr_db: float, level_db: float, peak_limit: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mix at ``snr_db`` (on active speech), set the mix level, and scale both so nothing clips."""
+    noise_gain = np.sqrt(power(clean) / (power(noise) * 10 ** (snr_db / 10) + 1e-20))
+    noisy = clean + noise_gain * noise
+    gain = 10 ** (level_db / 20) / np.sqrt(power(noisy) + 1e-20)
+    peak = np.max(np.abs(noisy)) * gain
+    if peak > peak_limit:
+        gain *= peak_limit / peak
+    return (clean * gain).astype(np.float32), (noisy * gain).astype(np.float32)

@@ -1,0 +1,113 @@
+"""The U-Net over 128x128 log-magnitude patches, and its config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+TARGETS = ("mask", "noise")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``target='noise'`` is the reference: the net predicts the scaled-dB noise to subtract.
+    ``target='mask'`` predicts a bounded gain in [0, 1] on the noisy magnitude."""
+
+    target: str = "mask"
+    base_filters: int = 16
+    depth: int = 4
+    dropout: float = 0.5
+    negative_slope: float = 0.2
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"model target must be one of {TARGETS}, not {self.target!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model settings: {sorted(unknown)}")
+        return cls(**values)
+
+
+class ConvPair(nn.Sequential):
+    """Two 3x3 convolutions, each followed by LeakyReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, negative_slope: float):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1),
+            nn.LeakyReLU(negative_slope),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            nn.LeakyReLU(negative_slope),
+        )
+
+
+class UpStep(nn.Module):
+    """x2 up-sampling, a 2x2 conv that halves the filters, concat with the skip, two 3x3 convs."""
+
+    def __init__(self, in_channels: int, negative_slope: float):
+        super().__init__()
+        out_channels = in_channels // 2
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        # 'same' padding for an even kernel, as Keras does it: the extra row/column goes last.
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+        self.up_conv = nn.Conv2d(in_channels, out_channels, 2)
+        self.act = nn.LeakyReLU(negative_slope)
+        self.convs = ConvPair(in_channels, out_channels, negative_slope)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.up_conv(self.pad(self.upsample(x))))
+        return self.convs(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        slope = config.negative_slope
+        widths = [config.base_filters * 2**i for i in range(config.depth)]
+        self.encoder = nn.ModuleList()
+        in_channels = 1
+        for width in widths:
+            self.encoder.append(ConvPair(in_channels, width, slope))
+            in_channels = width
+        self.encoder_dropout = nn.Dropout(config.dropout)  # before the last pool
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = ConvPair(in_channels, in_channels * 2, slope)
+        self.bottleneck_dropout = nn.Dropout(config.dropout)
+        self.decoder = nn.ModuleList(UpStep(w * 2, slope) for w in reversed(widths))
+        self.head = nn.Sequential(
+            nn.Conv2d(widths[0], 2, 3, padding=1),
+            nn.LeakyReLU(slope),
+            nn.Conv2d(2, 1, 1),
+            nn.Sigmoid() if config.target == "mask" else nn.Tanh(),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, 1, bins, frames) scaled log-magnitudes -> head output of the same shape."""
+        skips = []
+        x = features
+        for level, block in enumerate(self.encoder):
+            x = block(x)
+            if level == len(self.encoder) - 1:
+                x = self.encoder_dropout(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck_dropout(self.bottleneck(x))
+        for step, skip in zip(self.decoder, reversed(skips)):
+            x = step(x, skip)
+        return self.head(x)
+
+    def gain(self, output: torch.Tensor, db_scale: float) -> torch.Tensor:
+        """The magnitude gain that the head output stands for."""
+        if self.config.target == "mask":
+            return output
+        # Enhanced dB = noisy dB - output * db_scale.
+        return 10.0 ** (-output * (db_scale / 20.0))

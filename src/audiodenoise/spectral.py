@@ -1,0 +1,154 @@
+"""The spectral front end: the one place that knows the STFT settings, the scaling and the patch grid.
+
+Frame ``k`` of a signal is centred on sample ``k * hop_length``; samples before 0 and after the end
+are zeros. Patches are ``patch_frames`` frames long and start on multiples of ``patch_hop`` frames,
+so a block of audio processed anywhere in a file sees exactly the frames the whole file would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+
+@dataclass(frozen=True)
+class SpectralConfig:
+    sample_rate: int = 22050
+    n_fft: int = 255
+    hop_length: int = 63
+    patch_frames: int = 128
+    patch_hop: int = 64
+    # Global log-magnitude scaling: feature = (20*log10(max(|X|, amin)) - db_offset) / db_scale.
+    amin: float = 1e-4
+    db_offset: float = -30.0
+    db_scale: float = 40.0
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def patch_samples(self) -> int:
+        """Samples spanned by one patch's frame centres."""
+        return self.patch_frames * self.hop_length
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SpectralConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown spectral settings: {sorted(unknown)}")
+        return cls(**values)
+
+
+def _window(config: SpectralConfig, device=None) -> torch.Tensor:
+    return torch.hann_window(config.n_fft, periodic=True, dtype=torch.float32, device=device)
+
+
+def stft(signal: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
+    """Complex frames of ``signal`` (..., samples) -> (..., bins, frames); no padding is added.
+
+    Frame ``i`` covers samples ``[i*hop, i*hop + n_fft)`` of ``signal``.
+    """
+    frames = signal.unfold(-1, config.n_fft, config.hop_length) * _window(config, signal.device)
+    return torch.fft.rfft(frames, n=config.n_fft).transpose(-1, -2)
+
+
+def istft(spec: torch.Tensor, config: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Overlap-add of (..., bins, frames) -> (signal, window envelope), before envelope division.
+
+    Returns the weighted sum of frames and the summed squared window, so callers divide only where
+    every contributing frame is present.
+    """
+    window = _window(config, spec.device)
+    frames = torch.fft.irfft(spec.transpose(-1, -2), n=config.n_fft) * window
+    n_frames = frames.shape[-2]
+    length = (n_frames - 1) * config.hop_length + config.n_fft
+    lead = frames.shape[:-2]
+    folded = torch.nn.functional.fold(
+        frames.reshape(-1, n_frames, config.n_fft).transpose(1, 2),
+        output_size=(1, length),
+        kernel_size=(1, config.n_fft),
+        stride=(1, config.hop_length),
+    ).reshape(*lead, length)
+    envelope = torch.nn.functional.fold(
+        (window**2).reshape(1, config.n_fft, 1).expand(1, config.n_fft, n_frames),
+        output_size=(1, length),
+        kernel_size=(1, config.n_fft),
+        stride=(1, config.hop_length),
+    ).reshape(length)
+    return folded, envelope
+
+
+def magnitude_to_features(magnitude: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
+    db = 20.0 * torch.log10(magnitude.clamp_min(config.amin))
+    return (db - config.db_offset) / config.db_scale
+
+
+def features_to_magnitude(features: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
+    return 10.0 ** ((features * config.db_scale + config.db_offset) / 20.0)
+
+
+def patch_weights(config: SpectralConfig, device=None) -> torch.Tensor:
+    """Cross-fade weights over a patch's frames; at a 50 % patch hop they sum to one."""
+    return torch.hann_window(config.patch_frames, periodic=True, dtype=torch.float32, device=device)
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Which frames and samples one output block of frames ``[first, last)`` needs."""
+
+    first_frame: int  # first output frame (a multiple of patch_hop)
+    last_frame: int
+    context_first_frame: int  # first frame computed; patches start here
+    context_last_frame: int
+    n_patches: int
+
+    def input_span(self, config: SpectralConfig) -> tuple[int, int]:
+        """Absolute sample range [start, stop) whose frames the block computes."""
+        start = self.context_first_frame * config.hop_length - config.n_fft // 2
+        stop = (self.context_last_frame - 1) * config.hop_length - config.n_fft // 2 + config.n_fft
+        return start, stop
+
+    def output_span(self, config: SpectralConfig) -> tuple[int, int]:
+        return self.first_frame * config.hop_length, self.last_frame * config.hop_length
+
+
+def plan_block(first_frame: int, last_frame: int, config: SpectralConfig) -> BlockPlan:
+    """Plan the frames a block needs so that its output equals whole-signal processing."""
+    if first_frame % config.patch_hop or last_frame % config.patch_hop:
+        raise ValueError("block edges must sit on the patch grid")
+    # Output samples of the block depend on frames within this reach of its edges.
+    reach = (config.n_fft // 2) // config.hop_length + 1
+    lo, hi = first_frame - reach, last_frame + reach
+    step, length = config.patch_hop, config.patch_frames
+    first_patch = math.floor((lo - length) / step) + 1
+    last_patch = math.ceil(hi / step) - 1
+    return BlockPlan(
+        first_frame=first_frame,
+        last_frame=last_frame,
+        context_first_frame=first_patch * step,
+        context_last_frame=last_patch * step + length,
+        n_patches=last_patch - first_patch + 1,
+    )
+
+
+def signal_magnitude(signal: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
+    """|STFT| of a whole signal on the frame grid (frame k centred on sample k*hop)."""
+    half = config.n_fft // 2
+    padded = torch.nn.functional.pad(signal, (half, config.n_fft - half + config.hop_length))
+    return stft(padded, config).abs()
+
+
+def split_patches(spec: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
+    """(bins, frames) -> (patches, bins, patch_frames) on the patch grid, zero-padding the end."""
+    n_frames = spec.shape[-1]
+    n_patches = max(1, math.ceil((n_frames - config.patch_frames) / config.patch_hop) + 1)
+    total = (n_patches - 1) * config.patch_hop + config.patch_frames
+    spec = torch.nn.functional.pad(spec, (0, total - n_frames))
+    return spec.unfold(-1, config.patch_frames, config.patch_hop).permute(1, 0, 2)
