@@ -1,0 +1,231 @@
+"""The ``audiodenoise`` command line: a thin layer over the Denoiser, the data pipeline and the trainer."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import pretrained
+from .audio import AUDIO_SUFFIXES, AudioError
+from .checkpoint import CheckpointError
+from .data.dataset import DatasetError
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+USER_ERRORS = (AudioError, CheckpointError, DatasetError, ValueError, OSError)
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    relative: Path  # where the output goes under an output folder
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Job], list[str]]:
+    """Files, folders (searched recursively) and globs -> jobs, plus an error line per input that found nothing."""
+    jobs, errors = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not _is_output(p)
+            )
+            jobs += [Job(p, p.relative_to(path)) for p in found]
+            if not found:
+                errors.append(f"{item}: folder holds no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
+        elif path.exists() or not glob.has_magic(item):
+            jobs.append(Job(path, Path(path.name)))
+        else:
+            base = Path(item.split("*")[0].split("?")[0].split("[")[0]).parent
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            jobs += [Job(p, p.relative_to(base)) for p in found]
+            if not found:
+                errors.append(f"{item}: pattern matches no files")
+    return jobs, errors
+
+
+def _is_output(path: Path) -> bool:
+    return path.stem.endswith("_denoised")
+
+
+def output_path(job: Job, output: str | None, single_file: bool) -> Path:
+    if output is None:
+        return job.source.with_name(f"{job.source.stem}_denoised{job.source.suffix}")
+    if single_file and not Path(output).is_dir():
+        return Path(output)
+    return Path(output) / job.relative
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .denoiser import Denoiser
+
+    jobs, failures = expand_inputs(args.inputs)
+    unmatched = len(failures)
+    for line in failures:
+        print(f"audiodenoise: error: {line}", file=sys.stderr)
+    if not jobs:
+        return EXIT_FAILURES
+    single_file = len(args.inputs) == 1 and len(jobs) == 1 and not Path(args.inputs[0]).is_dir()
+    denoiser = Denoiser.from_pretrained(
+        args.model, strength=args.strength, atten_lim_db=args.atten_lim_db, threads=args.threads
+    )
+    audio_seconds = processing_seconds = 0.0
+    bar = tqdm(jobs, unit="file", desc="denoising", disable=args.quiet or None, file=sys.stderr)
+    for job in bar:
+        destination = output_path(job, args.output, single_file)
+        try:
+            if job.source.exists() and _same_file(job.source, destination):
+                raise AudioError(f"{job.source}: the output path is the input; refusing to overwrite it")
+            try:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise AudioError(f"{destination.parent}: cannot create output folder ({error.strerror})") from None
+            result = denoiser.denoise_file(job.source, destination)
+        except AudioError as error:
+            failures.append(str(error))
+            bar.write(f"audiodenoise: error: {error}", file=sys.stderr)
+            continue
+        audio_seconds += result.audio_seconds
+        processing_seconds += result.processing_seconds
+    total = len(jobs) + unmatched
+    rtf = processing_seconds / audio_seconds if audio_seconds else 0.0
+    print(
+        f"{total - len(failures)} of {total} inputs denoised, {len(failures)} failed; "
+        f"{audio_seconds:.1f} s of audio in {processing_seconds:.1f} s (real-time factor {rtf:.3f})"
+    )
+    return EXIT_FAILURES if failures else EXIT_OK
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.mixing import MixConfig
+    from .data.prepare import prepare
+
+    mixing = MixConfig(
+        snr_db=tuple(args.snr_db),
+        max_clean_seconds=args.max_clean_seconds,
+        synthetic_noise_fraction=args.synthetic_noise_fraction,
+    )
+    manifest = prepare(
+        args.speech,
+        args.noise,
+        args.output,
+        mixing=mixing,
+        max_files=args.max_files,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    splits = ", ".join(f"{name} {split['pairs']}" for name, split in manifest["splits"].items())
+    counts = manifest["counts"]
+    print(f"{args.output}: {splits} patch pairs from {counts['clean_files']} clean files "
+          f"({counts['skipped']} skipped, {counts['failed']} unreadable)")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .model import ModelConfig
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    state = train(args.dataset, args.run_dir, ModelConfig(target=args.target), config, resume=args.resume)
+    print(f"{args.run_dir}: trained {state['step']} steps; best validation loss {state['best_val_loss']:.5f}; "
+          f"best checkpoint in {Path(args.run_dir) / 'best'}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    for name in pretrained.available():
+        marker = " (default)" if name == pretrained.DEFAULT_MODEL else ""
+        print(f"{name}{marker}")
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1], not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audiodenoise", description="Speech denoising with a spectrogram U-Net.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    denoise = commands.add_parser("denoise", help="denoise audio files")
+    denoise.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or globs")
+    denoise.add_argument("-o", "--output", help="output file (one input file) or folder")
+    denoise.add_argument("--model", default="default", help="bundled model name or checkpoint folder")
+    denoise.add_argument("--strength", type=_fraction, default=1.0, help="0 keeps the input, 1 full denoising")
+    denoise.add_argument("--atten-lim-db", type=float, default=None, help="remove at most this many dB of noise")
+    denoise.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for inference")
+    denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    denoise.set_defaults(run=cmd_denoise)
+
+    prepare = commands.add_parser("prepare", help="mix speech and noise folders into training patches")
+    prepare.add_argument("--speech", required=True, help="folder of clean speech (subfolder = speaker)")
+    prepare.add_argument("--noise", required=True, help="folder of noise (subfolder = category)")
+    prepare.add_argument("-o", "--output", required=True, help="dataset folder to write")
+    prepare.add_argument("--snr-db", type=float, nargs=2, default=(-5.0, 20.0), metavar=("MIN", "MAX"))
+    prepare.add_argument("--max-clean-seconds", type=float, default=10.0)
+    prepare.add_argument("--synthetic-noise-fraction", type=_fraction, default=0.3)
+    prepare.add_argument("--max-files", type=_positive_int, default=None)
+    prepare.add_argument("--val-fraction", type=_fraction, default=0.05)
+    prepare.add_argument("--seed", type=int, default=0)
+    prepare.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
+    prepare.set_defaults(run=cmd_prepare)
+
+    train = commands.add_parser("train", help="train a model on a prepared dataset")
+    train.add_argument("dataset", help="folder written by 'audiodenoise prepare'")
+    train.add_argument("run_dir", help="folder for checkpoints and history")
+    train.add_argument("--target", choices=("mask", "noise"), default="mask", help="'noise' is the reference design")
+    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--max-steps", type=_positive_int, default=None)
+    train.add_argument("--batch-size", type=_positive_int, default=16)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last")
+    train.set_defaults(run=cmd_train)
+
+    models = commands.add_parser("models", help="list the bundled models")
+    models.set_defaults(run=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except USER_ERRORS as error:
+        print(f"audiodenoise: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("audiodenoise: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,218 @@
+"""``Denoiser.from_pretrained(name)`` then ``denoiser(audio, sample_rate)``; chunked and streaming."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import pretrained
+from .audio import AtomicWriter, AudioError, ResampleStream, fit_frames, inspect_audio, read_blocks
+from .checkpoint import load_checkpoint
+from .model import UNet
+from .spectral import (
+    BlockPlan,
+    SpectralConfig,
+    istft,
+    magnitude_to_features,
+    patch_weights,
+    plan_block,
+    stft,
+)
+
+READ_BLOCK_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class FileResult:
+    audio_seconds: float
+    processing_seconds: float
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.processing_seconds / max(self.audio_seconds, 1e-9)
+
+
+class Denoiser:
+    def __init__(
+        self,
+        model: UNet,
+        spectral: SpectralConfig,
+        name: str = "model",
+        strength: float = 1.0,
+        atten_lim_db: float | None = None,
+        threads: int | None = None,
+        block_frames: int = 4096,
+        batch_size: int = 16,
+    ):
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be within [0, 1], not {strength}")
+        if atten_lim_db is not None and atten_lim_db < 0:
+            raise ValueError(f"the attenuation limit must be >= 0 dB, not {atten_lim_db}")
+        if block_frames % spectral.patch_hop:
+            raise ValueError(f"block_frames must be a multiple of {spectral.patch_hop}")
+        self.model = model.eval()
+        self.spectral = spectral
+        self.name = name
+        self.strength = strength
+        self.gain_floor = 0.0 if atten_lim_db is None else 10 ** (-atten_lim_db / 20)
+        self.block_frames = block_frames
+        self.batch_size = batch_size
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = "default", **options) -> Denoiser:
+        """A bundled model by name ('default', or see ``audiodenoise models``) or a checkpoint folder."""
+        folder = pretrained.resolve(name_or_path)
+        model, spectral, _ = load_checkpoint(folder)
+        return cls(model, spectral, name=folder.name, **options)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spectral.sample_rate
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Denoise (samples,) or (samples, channels) audio; the result has the same shape and rate."""
+        signal = np.asarray(audio, dtype=np.float32)
+        if signal.ndim not in (1, 2) or signal.size == 0:
+            raise AudioError("audio must be a non-empty (samples,) or (samples, channels) array")
+        if not np.isfinite(signal).all():
+            raise AudioError("audio contains NaN or Inf samples")
+        frames = signal[:, None] if signal.ndim == 1 else signal
+        stream = self.stream(sample_rate, frames.shape[1])
+        out = np.concatenate([stream.feed(frames), stream.flush()])
+        return out[:, 0] if signal.ndim == 1 else out
+
+    def stream(self, sample_rate: int, channels: int = 1) -> Stream:
+        return Stream(self, sample_rate, channels)
+
+    def denoise_file(self, source: str | Path, destination: str | Path) -> FileResult:
+        """Denoise a file block by block into ``destination``, in the source's format."""
+        info = inspect_audio(source)
+        started = time.perf_counter()
+        stream = self.stream(info.sample_rate, info.channels)
+        with AtomicWriter(destination, info.sample_rate, info.channels, info.format, info.subtype) as writer:
+            for block in read_blocks(source, READ_BLOCK_FRAMES):
+                writer.write(stream.feed(block))
+            writer.write(stream.flush())
+        return FileResult(info.frames / info.sample_rate, time.perf_counter() - started)
+
+    @torch.inference_mode()
+    def process_block(self, excerpt: np.ndarray, plan: BlockPlan) -> np.ndarray:
+        """Denoise the samples of ``plan``'s output span from the ``excerpt`` (samples, channels) of its input span."""
+        cfg = self.spectral
+        spec = stft(torch.from_numpy(np.ascontiguousarray(excerpt.T)), cfg)  # (channels, bins, frames)
+        channels, bins, n_frames = spec.shape
+        patches = magnitude_to_features(spec.abs(), cfg).unfold(-1, cfg.patch_frames, cfg.patch_hop)
+        patches = patches.permute(0, 2, 1, 3).reshape(-1, 1, bins, cfg.patch_frames)
+        gains = torch.cat(
+            [
+                self.model.gain(self.model(batch), cfg.db_scale)
+                for batch in patches.split(self.batch_size)
+            ]
+        ).reshape(channels, plan.n_patches, bins, cfg.patch_frames)
+        gain = self._overlap_add(gains, n_frames)
+        gain = (1.0 - self.strength * (1.0 - gain)).clamp_min(self.gain_floor)
+        signal, envelope = istft(spec * gain, cfg)
+        start, _ = plan.input_span(cfg)
+        out_start, out_stop = plan.output_span(cfg)
+        keep = slice(out_start - start, out_stop - start)
+        return (signal[:, keep] / envelope[keep]).T.numpy()
+
+    def _overlap_add(self, gains: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """(channels, patches, bins, patch_frames) -> (channels, bins, frames), cross-faded."""
+        cfg = self.spectral
+        channels, n_patches, bins, _ = gains.shape
+        weights = patch_weights(cfg)
+        weighted = (gains * weights).permute(0, 2, 3, 1).reshape(channels, bins * cfg.patch_frames, n_patches)
+        fold = dict(output_size=(1, n_frames), kernel_size=(1, cfg.patch_frames), stride=(1, cfg.patch_hop))
+        total = torch.nn.functional.fold(weighted, **fold).reshape(channels, bins, n_frames)
+        norm = torch.nn.functional.fold(weights.reshape(1, -1, 1).expand(1, -1, n_patches).contiguous(), **fold)
+        return total / norm.reshape(1, 1, n_frames).clamp_min(1e-6)
+
+
+class ModelRateStream:
+    """Feeds samples at the model's rate and emits denoised samples in fixed blocks on the frame grid."""
+
+    def __init__(self, denoiser: Denoiser, channels: int):
+        self.denoiser = denoiser
+        self.cfg = denoiser.spectral
+        self.channels = channels
+        self.next_frame = 0
+        first = plan_block(0, denoiser.block_frames, self.cfg)
+        self.buffer_start, _ = first.input_span(self.cfg)
+        self.buffer = np.zeros((-self.buffer_start, channels), dtype=np.float32)
+        self.fed = 0
+        self.emitted = 0
+
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
+        self.fed += len(chunk)
+        self.buffer = np.concatenate([self.buffer, chunk.astype(np.float32, copy=False)])
+        out = []
+        while True:
+            plan = plan_block(self.next_frame, self.next_frame + self.denoiser.block_frames, self.cfg)
+            if self.buffer_start + len(self.buffer) < plan.input_span(self.cfg)[1]:
+                break
+            out.append(self._run(plan))
+        return self._join(out)
+
+    def flush(self) -> np.ndarray:
+        out = []
+        hop, step = self.cfg.hop_length, self.cfg.patch_hop
+        while self.emitted < self.fed:
+            remaining_frames = -(-(self.fed - self.emitted) // hop)
+            size = min(self.denoiser.block_frames, -(-remaining_frames // step) * step)
+            plan = plan_block(self.next_frame, self.next_frame + size, self.cfg)
+            missing = plan.input_span(self.cfg)[1] - (self.buffer_start + len(self.buffer))
+            if missing > 0:
+                self.buffer = np.concatenate([self.buffer, np.zeros((missing, self.channels), np.float32)])
+            out.append(self._run(plan))
+        joined = self._join(out)
+        surplus = self.emitted - self.fed
+        return joined[: len(joined) - surplus] if surplus > 0 else joined
+
+    def _run(self, plan: BlockPlan) -> np.ndarray:
+        start, stop = plan.input_span(self.cfg)
+        excerpt = self.buffer[start - self.buffer_start : stop - self.buffer_start]
+        result = self.denoiser.process_block(excerpt, plan)
+        self.next_frame = plan.last_frame
+        following = plan_block(self.next_frame, self.next_frame + self.denoiser.block_frames, self.cfg)
+        drop = following.input_span(self.cfg)[0] - self.buffer_start
+        self.buffer, self.buffer_start = self.buffer[drop:], self.buffer_start + drop
+        self.emitted += len(result)
+        return result
+
+    def _join(self, blocks: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.channels), np.float32)
+
+
+class Stream:
+    """Chunked denoising at any sample rate: ``feed(chunk)`` as audio arrives, then ``flush()``.
+
+    Chunks are (samples, channels) float32; all outputs together have exactly the input's length.
+    """
+
+    def __init__(self, denoiser: Denoiser, sample_rate: int, channels: int):
+        self.to_model = ResampleStream(sample_rate, denoiser.sample_rate, channels)
+        self.core = ModelRateStream(denoiser, channels)
+        self.from_model = ResampleStream(denoiser.sample_rate, sample_rate, channels)
+        self.fed = 0
+        self.emitted = 0
+
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
+        self.fed += len(chunk)
+        out = self.from_model(self.core.feed(self.to_model(chunk)))
+        self.emitted += len(out)
+        return out
+
+    def flush(self) -> np.ndarray:
+        tail = self.core.feed(self.to_model(np.zeros((0, self.core.channels), np.float32), last=True))
+        tail = np.concatenate([tail, self.core.flush()])
+        out = self.from_model(tail, last=True)
+        out = fit_frames(out, self.fed - self.emitted)
+        self.emitted += len(out)
+        return out

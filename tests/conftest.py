@@ -1,0 +1,55 @@
+"""Shared fixtures: checkpoints and audio made in code, so tests need no corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from audiodenoise.checkpoint import save_checkpoint
+from audiodenoise.model import ModelConfig, UNet
+from audiodenoise.spectral import SpectralConfig
+
+
+def identity_model() -> UNet:
+    """The reference U-Net with a zeroed output conv: it predicts no noise, so it changes nothing."""
+    model = UNet(ModelConfig(target="noise"))
+    with torch.no_grad():
+        model.head[2].weight.zero_()
+        model.head[2].bias.zero_()
+    return model.eval()
+
+
+def halving_model() -> UNet:
+    """A mask model whose output is 0.5 everywhere: a fixed -6 dB gain."""
+    model = UNet(ModelConfig(target="mask"))
+    with torch.no_grad():
+        model.head[2].weight.zero_()
+        model.head[2].bias.zero_()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def identity_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("identity-model")
+    save_checkpoint(folder, identity_model(), SpectralConfig())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def halving_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("halving-model")
+    save_checkpoint(folder, halving_model(), SpectralConfig())
+    return folder
+
+
+def speech_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """A voiced, syllable-paced harmonic signal with a moving pitch, at about -20 dBFS."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * 2.5 * t + rng.uniform(0, 6)), 0, None) ** 0.5
+    signal = voiced * envelope
+    return (0.1 * signal / (np.sqrt(np.mean(signal**2)) + 1e-9)).astype(np.float32)

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+from conftest import halving_model, identity_model, speech_like
+
+from audiodenoise import Denoiser
+from audiodenoise.audio import AudioError
+from audiodenoise.spectral import SpectralConfig
+
+RATE = SpectralConfig().sample_rate
+
+
+@pytest.fixture(scope="module")
+def identity():
+    # Small blocks so that even short signals cross several block edges.
+    return Denoiser(identity_model(), SpectralConfig(), block_frames=128)
+
+
+@pytest.mark.parametrize("length", [1, 17, 254, 255, 4031, 4032, 12345, 40000])
+def test_identity_model_returns_the_input_at_any_length(identity, length):
+    signal = np.random.default_rng(length).uniform(-1, 1, length).astype(np.float32)
+    out = identity(signal, RATE)
+    assert out.shape == signal.shape
+    assert np.max(np.abs(out - signal)) < 1e-4
+
+
+def test_block_size_does_not_change_the_result():
+    signal = speech_like(3.0, RATE)
+    small = Denoiser(halving_model(), SpectralConfig(), block_frames=64)(signal, RATE)
+    large = Denoiser(halving_model(), SpectralConfig(), block_frames=4096)(signal, RATE)
+    assert np.max(np.abs(small - large)) < 1e-4
+    assert np.allclose(large[2000:-2000], 0.5 * signal[2000:-2000], atol=1e-3)
+
+
+def test_stream_in_random_chunks_equals_offline(identity):
+    denoiser = Denoiser(halving_model(), SpectralConfig(), block_frames=128)
+    signal = speech_like(2.5, 16000, seed=3)[:, None].repeat(2, axis=1)
+    offline = denoiser(signal, 16000)
+    stream = denoiser.stream(16000, 2)
+    rng = np.random.default_rng(0)
+    parts, position = [], 0
+    while position < len(signal):
+        size = int(rng.integers(1, 5000))
+        parts.append(stream.feed(signal[position : position + size]))
+        position += size
+    parts.append(stream.flush())
+    streamed = np.concatenate(parts)
+    assert streamed.shape == signal.shape
+    assert np.max(np.abs(streamed - offline)) < 1e-4
+
+
+def test_strength_zero_keeps_the_input_and_attenuation_limit_caps_the_gain():
+    signal = speech_like(1.0, RATE)
+    untouched = Denoiser(halving_model(), SpectralConfig(), strength=0.0)(signal, RATE)
+    assert np.max(np.abs(untouched - signal)) < 1e-4
+    limited = Denoiser(halving_model(), SpectralConfig(), atten_lim_db=3.0)(signal, RATE)
+    gain = np.sqrt(np.sum(limited[2000:-2000] ** 2) / np.sum(signal[2000:-2000] ** 2))
+    assert gain == pytest.approx(10 ** (-3 / 20), rel=1e-3)
+
+
+def test_silence_stays_silence_and_bad_arrays_are_refused(identity):
+    out = Denoiser(halving_model(), SpectralConfig())(np.zeros((5000, 2), np.float32), 48000)
+    assert out.shape == (5000, 2) and np.all(out == 0)
+    with pytest.raises(AudioError):
+        identity(np.array([0.0, np.nan], np.float32), RATE)
+    with pytest.raises(AudioError):
+        identity(np.zeros(0, np.float32), RATE)
+    with pytest.raises(ValueError):
+        Denoiser(identity_model(), SpectralConfig(), strength=2.0)

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from audiodenoise.spectral import (
+    SpectralConfig,
+    features_to_magnitude,
+    istft,
+    magnitude_to_features,
+    patch_weights,
+    plan_block,
+    split_patches,
+    stft,
+)
+
+CONFIG = SpectralConfig()
+
+
+def test_defaults_give_128_bins_and_128_frame_patches():
+    assert CONFIG.sample_rate == 22050
+    assert CONFIG.n_bins == 128
+    assert CONFIG.patch_frames == 128
+
+
+def test_stft_istft_reconstructs_where_the_envelope_is_complete():
+    signal = torch.randn(2, 5000)
+    spec = stft(signal, CONFIG)
+    assert spec.shape[:2] == (2, CONFIG.n_bins)
+    back, envelope = istft(spec, CONFIG)
+    inner = slice(CONFIG.n_fft, back.shape[-1] - CONFIG.n_fft)
+    assert torch.allclose(back[:, inner] / envelope[inner], signal[:, : back.shape[-1]][:, inner], atol=1e-5)
+
+
+def test_feature_scaling_is_global_and_invertible():
+    magnitude = torch.tensor([1e-3, 0.1, 1.0, 30.0])
+    features = magnitude_to_features(magnitude, CONFIG)
+    assert torch.allclose(features_to_magnitude(features, CONFIG), magnitude, rtol=1e-4)
+    # Scaling a patch changes its features by a constant: no per-patch peak normalisation.
+    shifted = magnitude_to_features(magnitude * 10, CONFIG) - features
+    assert torch.allclose(shifted, torch.full_like(shifted, 20 / CONFIG.db_scale), atol=1e-5)
+
+
+def test_patch_weights_sum_to_one_at_half_overlap():
+    weights = patch_weights(CONFIG)
+    half = CONFIG.patch_frames // 2
+    assert torch.allclose(weights[:half] + weights[half:], torch.ones(half))
+
+
+def test_block_plan_covers_every_frame_the_output_needs():
+    plan = plan_block(128, 256, CONFIG)
+    reach = CONFIG.n_fft // 2 // CONFIG.hop_length + 1
+    assert plan.context_first_frame <= 128 - reach - CONFIG.patch_hop
+    assert plan.context_last_frame >= 256 + reach + CONFIG.patch_hop
+    assert plan.context_first_frame % CONFIG.patch_hop == 0
+    frames = plan.context_last_frame - plan.context_first_frame
+    assert plan.n_patches == (frames - CONFIG.patch_frames) // CONFIG.patch_hop + 1
+    with pytest.raises(ValueError):
+        plan_block(10, 256, CONFIG)
+
+
+def test_split_patches_pads_short_inputs_to_one_patch():
+    spec = torch.rand(CONFIG.n_bins, 50)
+    patches = split_patches(spec, CONFIG)
+    assert patches.shape == (1, CONFIG.n_bins, CONFIG.patch_frames)
+    assert torch.equal(patches[0, :, :50], spec)
+    assert split_patches(torch.rand(CONFIG.n_bins, 300), CONFIG).shape[0] == 4
