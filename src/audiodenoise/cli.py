@@ -13,9 +13,10 @@ from . import pretrained
 from .audio import AUDIO_SUFFIXES, AudioError
 from .checkpoint import CheckpointError
 from .data.dataset import DatasetError
+from .train import TrainingError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
-USER_ERRORS = (AudioError, CheckpointError, DatasetError, ValueError, OSError)
+USER_ERRORS = (AudioError, CheckpointError, DatasetError, TrainingError, ValueError, OSError)
 
 
 class UsageError(Exception):

@@ -120,6 +120,8 @@ def train(
         raise CheckpointError(f"{run_dir}: nothing to resume")
     model.train()
     steps_per_epoch = len(train_data) // config.batch_size
+    if steps_per_epoch == 0:
+        raise TrainingError(f"{dataset}: {len(train_data)} training pairs, fewer than one batch of {config.batch_size}")
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -175,7 +177,7 @@ def train(
                 checkpoint()
             if state["step"] >= total_steps:
                 break
-        else:
+        if state["step"] >= (state["epoch"] + 1) * steps_per_epoch:
             state["epoch"] += 1
         log_validation()
         checkpoint()

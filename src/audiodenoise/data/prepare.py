@@ -43,6 +43,14 @@ def _clean_signal(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np
     return remove_silence(signal, spectral.sample_rate, mixing.silence_frame_ms, mixing.silence_threshold_db)
 
 
+def _readable_speech(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
+    """A babble talker; an unreadable one contributes nothing rather than failing the mix."""
+    try:
+        return _clean_signal(path, spectral, mixing)
+    except AudioError:
+        return np.zeros(0, np.float32)
+
+
 def make_pair(job: MixJob, spectral: SpectralConfig, mixing: MixConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """One mixture's (noisy, clean) magnitude patches, or None if the clean clip is unusable."""
     rng = np.random.default_rng([job.seed, job.index])
@@ -62,7 +70,7 @@ def make_pair(job: MixJob, spectral: SpectralConfig, mixing: MixConfig) -> tuple
 
         def talkers(n: int) -> list[np.ndarray]:
             picks = rng.choice(len(job.talkers), size=min(n, len(job.talkers)), replace=False)
-            return [s for s in (_clean_signal(job.talkers[i], spectral, mixing) for i in picks) if len(s)]
+            return [s for s in (_readable_speech(job.talkers[i], spectral, mixing) for i in picks) if len(s)]
 
         noise = synth.synthesize(kind, len(clean), rate, rng, talkers)
     noise = fit_length(noise, len(clean), rng)
@@ -116,8 +124,12 @@ def prepare(
     splits = {}
     speech_train, speech_val = split_groups(speech, val_fraction, rng)
     noise_train, noise_val = split_groups(noise, val_fraction, rng)
-    jobs = []
+    jobs, groups = [], {}
     for split, clean_files, noise_files in (("train", speech_train, noise_train), ("val", speech_val, noise_val)):
+        groups[split] = {
+            "speakers": sorted({f.group for f in clean_files}),
+            "noise_files": sorted(str(f.path.relative_to(noise_dir)) for f in noise_files),
+        }
         order = rng.permutation(len(clean_files))
         if max_files is not None:
             order = order[: max(1, round(max_files * len(clean_files) / len(speech)))]
@@ -148,7 +160,8 @@ def prepare(
         "counts": {"clean_files": len(jobs), "skipped": skipped, "failed": len(failures)},
         "failures": failures,
         "splits": {
-            split: {"pairs": sum(s["pairs"] for s in w.shards), "shards": w.shards} for split, w in writers.items()
+            split: {"pairs": sum(s["pairs"] for s in w.shards), "shards": w.shards, **groups[split]}
+            for split, w in writers.items()
         },
     }
     write_json_atomic(output / MANIFEST, manifest)

@@ -1,0 +1,49 @@
+"""Print SI-SDR and PESQ before and after denoising, and draw the three spectrograms."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from audiodenoise.audio import read_audio  # noqa: E402
+from audiodenoise.metrics import score  # noqa: E402
+
+
+def mono(path: str) -> tuple[np.ndarray, int]:
+    audio, rate = read_audio(path)
+    return audio.mean(axis=1), rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--noisy", required=True)
+    parser.add_argument("--denoised", required=True)
+    parser.add_argument("--clean", required=True)
+    parser.add_argument("--png", required=True)
+    args = parser.parse_args()
+    clean, rate = mono(args.clean)
+    signals = {"noisy": mono(args.noisy)[0], "denoised": mono(args.denoised)[0], "clean": clean}
+    before, after = score(clean, signals["noisy"], rate), score(clean, signals["denoised"], rate)
+    print(f"{'':10}{'SI-SDR (dB)':>12}{'PESQ (wb)':>11}{'STOI':>7}")
+    for label, values in (("noisy", before), ("denoised", after)):
+        print(f"{label:10}{values['si_sdr']:12.2f}{values['pesq']:11.2f}{values['stoi']:7.3f}")
+    figure, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    for axis, (label, signal) in zip(axes, signals.items()):
+        axis.specgram(signal, NFFT=512, Fs=rate, noverlap=384, cmap="magma", vmin=-120, vmax=-20)
+        axis.set_title(label)
+        axis.set_ylabel("Hz")
+    axes[-1].set_xlabel("seconds")
+    figure.tight_layout()
+    Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.png, dpi=100)
+    print(f"spectrograms: {args.png}")
+
+
+if __name__ == "__main__":
+    main()
