@@ -15,7 +15,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def machine() -> str:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
         platform.processor(),
     )
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -32,7 +32,9 @@ def main() -> None:
         ["audio", "float32 audio MiB", "peak RSS MiB", "wall s"],
         [[f"{args.minutes:g} min", audio_mib, peak_mib, seconds]],
     )
-    write_results("memory", {"model": args.model, "minutes": args.minutes, "peak_rss_mib": peak_mib, "wall_seconds": seconds})
+    write_results(
+        "memory", {"model": args.model, "minutes": args.minutes, "peak_rss_mib": peak_mib, "wall_seconds": seconds}
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ model's 22050 Hz, so lossless round trips must come back within quantisation err
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -61,9 +64,7 @@ FORMATS = [
 @pytest.mark.parametrize(
     ("file_format", "subtype", "suffix", "tolerance"), FORMATS, ids=[f"{f[0]}-{f[1]}" for f in FORMATS]
 )
-def test_format_round_trip_keeps_layout_and_samples(
-    identity, tmp_path, file_format, subtype, suffix, tolerance
-):
+def test_format_round_trip_keeps_layout_and_samples(identity, tmp_path, file_format, subtype, suffix, tolerance):
     source, destination = tmp_path / f"in.{suffix}", tmp_path / f"out.{suffix}"
     signal = tone_mix(0.5, MODEL_RATE)
     sf.write(source, signal, MODEL_RATE, format=file_format, subtype=subtype)
@@ -127,6 +128,30 @@ def test_atomic_writer_leaves_nothing_behind_on_error(tmp_path):
             assert any(p.name.endswith(".part") for p in tmp_path.iterdir())  # it is writing somewhere
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_writer_leaves_nothing_behind_when_the_rename_fails(tmp_path):
+    destination = tmp_path / "out.wav"
+    destination.mkdir()
+    with pytest.raises(Exception) as caught:  # noqa: B017 - the type is asserted below, after the leftovers
+        with AtomicWriter(destination, 16000, 1, "WAV", "PCM_16") as writer:
+            writer.write(np.zeros((1600, 1), np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
+    assert isinstance(caught.value, AudioError)
+    assert str(destination) in str(caught.value)
+
+
+def test_atomic_writer_output_has_ordinary_permissions(tmp_path):
+    destination = tmp_path / "out.wav"
+    previous = os.umask(0o022)
+    try:
+        with AtomicWriter(destination, 16000, 1, "WAV", "PCM_16") as writer:
+            writer.write(np.zeros((160, 1), np.float32))
+        sf.write(tmp_path / "plain.wav", np.zeros(160), 16000)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "plain.wav").stat().st_mode) == 0o644
+    assert stat.S_IMODE(destination.stat().st_mode) == 0o644
 
 
 def test_atomic_writer_renames_into_place_on_success(tmp_path):

@@ -321,16 +321,34 @@ def test_glob_matching_nothing(capsys, tmp_path, model):
     assert "pattern matches no files" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.expand_inputs takes the glob base as Path(prefix).parent, and Path('in/').parent is the folder "
-    "above 'in', so 'in/*.wav -o out' writes out/in/a.wav while 'in/a*.wav -o out' writes out/a.wav",
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        pytest.param("a*.wav", id="prefixed"),
+        pytest.param("*.wav", id="bare-star"),
+    ],
 )
-def test_glob_with_output_folder_keeps_names_relative_to_the_glob_folder(capsys, tmp_path, model):
+def test_glob_with_output_folder_keeps_names_relative_to_the_glob_folder(capsys, tmp_path, model, pattern):
     write_wav(tmp_path / "in" / "a.wav", subtype="PCM_16")
-    code, _, err = run(capsys, str(tmp_path / "in" / "*.wav"), "-o", tmp_path / "out", *model)
+    (tmp_path / "out").mkdir()  # an existing folder, so the one match is not taken for an output file name
+    code, _, err = run(capsys, str(tmp_path / "in" / pattern), "-o", tmp_path / "out", *model)
     assert code == 0, err
     assert files(tmp_path / "out") == {"a.wav"}
+
+
+def test_output_path_that_is_a_folder_fails_only_that_file(capsys, tmp_path, model):
+    blocked = write_wav(tmp_path / "a.wav", subtype="PCM_16")
+    (tmp_path / "a_denoised.wav").mkdir()  # the default output name is taken by a folder
+    fine = write_wav(tmp_path / "b.wav", subtype="PCM_16")
+    before = digests(tmp_path)
+    code, out, err = run(capsys, blocked, fine, *model)
+    assert part_files(tmp_path) == []
+    assert code == 1
+    assert_clean_error(err, "a_denoised.wav")
+    assert "1 of 2 inputs denoised, 1 failed" in out
+    assert (tmp_path / "b_denoised.wav").is_file()
+    after = digests(tmp_path)
+    assert {p: after[p] for p in before} == before
 
 
 # --- usage errors ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+
+from .atomic import discard, temporary_sibling
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}
 MIN_SAMPLE_RATE = 4000
@@ -121,39 +122,32 @@ def fit_frames(block: np.ndarray, frames: int) -> np.ndarray:
 
 
 class AtomicWriter:
-    """Writes an audio file through a temporary file that is renamed into place only on success."""
+    """Writes an audio file through a temporary sibling that is renamed into place only on success."""
 
     def __init__(self, path: str | Path, sample_rate: int, channels: int, format: str, subtype: str):
         self.path = Path(path)
-        self.integer = subtype.startswith(("PCM", "ULAW", "ALAW", "DPCM", "DWVW"))
-        self.temp_path = None
+        self.temp_path = temporary_sibling(self.path)
+        # Integer formats and lossy codecs need samples within full scale.
+        self.clip = subtype.startswith(("PCM", "ULAW", "ALAW", "DPCM", "DWVW")) or format in ("OGG", "MP3")
         try:
-            fd, self.temp_path = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-            os.close(fd)
             self.handle = sf.SoundFile(
                 self.temp_path, "w", samplerate=sample_rate, channels=channels, format=format, subtype=subtype
             )
         except (OSError, sf.LibsndfileError, RuntimeError) as error:
-            self._discard()
+            discard(self.temp_path)
             raise AudioError(f"{self.path}: cannot write output ({_reason(error)})") from None
 
     def write(self, block: np.ndarray) -> None:
-        # Lossy codecs and integer formats need samples within full scale.
-        self.handle.write(np.clip(block, -1.0, 1.0) if self.integer or self._lossy else block)
-
-    @property
-    def _lossy(self) -> bool:
-        return self.handle.format in ("OGG", "MP3")
+        self.handle.write(np.clip(block, -1.0, 1.0) if self.clip else block)
 
     def commit(self) -> None:
-        self.handle.close()
-        os.replace(self.temp_path, self.path)
-
-    def _discard(self) -> None:
-        if self.temp_path is None:
-            return
-        with contextlib.suppress(OSError):
-            os.unlink(self.temp_path)
+        try:
+            self.handle.close()
+            os.replace(self.temp_path, self.path)
+        except (OSError, sf.LibsndfileError, RuntimeError) as error:
+            discard(self.temp_path)
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else _reason(error)
+            raise AudioError(f"{self.path}: cannot write output ({reason})") from None
 
     def __enter__(self) -> AtomicWriter:
         return self
@@ -164,4 +158,4 @@ class AtomicWriter:
         else:
             with contextlib.suppress(Exception):
                 self.handle.close()
-            self._discard()
+            discard(self.temp_path)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import write_atomic, write_json
 from .model import ModelConfig, UNet
 from .spectral import SpectralConfig
 
@@ -22,19 +21,6 @@ CONFIG = "config.json"
 
 class CheckpointError(Exception):
     pass
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call ``write(temp_path)`` then rename the temp file onto ``path``."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def save_checkpoint(folder: str | Path, model: UNet, spectral: SpectralConfig, info: dict | None = None) -> None:
@@ -49,7 +35,7 @@ def save_checkpoint(folder: str | Path, model: UNet, spectral: SpectralConfig, i
         "info": info or {},
     }
     write_atomic(folder / WEIGHTS, lambda temp: save_file(state, temp))
-    write_atomic(folder / CONFIG, lambda temp: Path(temp).write_text(json.dumps(config, indent=2) + "\n"))
+    write_json(folder / CONFIG, config)
 
 
 def read_config(folder: str | Path) -> dict:

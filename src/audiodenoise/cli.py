@@ -44,12 +44,24 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Job], list[str]]:
         elif path.exists() or not glob.has_magic(item):
             jobs.append(Job(path, Path(path.name)))
         else:
-            base = Path(item.split("*")[0].split("?")[0].split("[")[0]).parent
-            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            base = _glob_base(path)
+            found = sorted(
+                Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file() and not _is_output(Path(p))
+            )
             jobs += [Job(p, p.relative_to(base)) for p in found]
             if not found:
                 errors.append(f"{item}: pattern matches no files")
     return jobs, errors
+
+
+def _glob_base(pattern: Path) -> Path:
+    """The folder a glob searches from: its parts before the first wildcard."""
+    fixed = []
+    for part in pattern.parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
 
 
 def _is_output(path: Path) -> bool:
@@ -79,7 +91,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         print(f"audiodenoise: error: {line}", file=sys.stderr)
     if not jobs:
         return EXIT_FAILURES
-    single_file = len(args.inputs) == 1 and len(jobs) == 1 and not Path(args.inputs[0]).is_dir()
+    single_file = len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
     denoiser = Denoiser.from_pretrained(
         args.model, strength=args.strength, atten_lim_db=args.atten_lim_db, threads=args.threads
     )
@@ -131,8 +143,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     )
     splits = ", ".join(f"{name} {split['pairs']}" for name, split in manifest["splits"].items())
     counts = manifest["counts"]
-    print(f"{args.output}: {splits} patch pairs from {counts['clean_files']} clean files "
-          f"({counts['skipped']} skipped, {counts['failed']} unreadable)")
+    print(
+        f"{args.output}: {splits} patch pairs from {counts['clean_files']} clean files "
+        f"({counts['skipped']} skipped, {counts['failed']} unreadable)"
+    )
     return EXIT_OK
 
 
@@ -149,8 +163,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     state = train(args.dataset, args.run_dir, ModelConfig(target=args.target), config, resume=args.resume)
-    print(f"{args.run_dir}: trained {state['step']} steps; best validation loss {state['best_val_loss']:.5f}; "
-          f"best checkpoint in {Path(args.run_dir) / 'best'}")
+    print(
+        f"{args.run_dir}: trained {state['step']} steps; best validation loss {state['best_val_loss']:.5f}; "
+        f"best checkpoint in {Path(args.run_dir) / 'best'}"
+    )
     return EXIT_OK
 
 

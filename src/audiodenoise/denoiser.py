@@ -110,10 +110,7 @@ class Denoiser:
         patches = magnitude_to_features(spec.abs(), cfg).unfold(-1, cfg.patch_frames, cfg.patch_hop)
         patches = patches.permute(0, 2, 1, 3).reshape(-1, 1, bins, cfg.patch_frames)
         gains = torch.cat(
-            [
-                self.model.gain(self.model(batch), cfg.db_scale)
-                for batch in patches.split(self.batch_size)
-            ]
+            [self.model.gain(self.model(batch), cfg.db_scale) for batch in patches.split(self.batch_size)]
         ).reshape(channels, plan.n_patches, bins, cfg.patch_frames)
         gain = self._overlap_add(gains, n_frames)
         gain = (1.0 - self.strength * (1.0 - gain)).clamp_min(self.gain_floor)

@@ -24,4 +24,6 @@ def resolve(name_or_path: str | Path) -> Path:
         return path
     if path.is_file() and path.parent.joinpath(CONFIG).is_file():
         return path.parent
-    raise CheckpointError(f"unknown model {str(name_or_path)!r}: not a bundled model ({', '.join(available())}) nor a checkpoint folder")
+    raise CheckpointError(
+        f"unknown model {str(name_or_path)!r}: not a bundled model ({', '.join(available())}) nor a checkpoint folder"
+    )

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_tensors_atomic, write_atomic
+from .atomic import write_json
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_tensors_atomic
 from .data.dataset import PatchDataset, read_manifest
 from .model import ModelConfig, UNet
 from .spectral import SpectralConfig, magnitude_to_features
@@ -133,8 +134,7 @@ def train(
         save_checkpoint(last, model, spectral, info | {"step": state["step"]})
         tensors, groups = _optimizer_tensors(optimizer)
         save_tensors_atomic(last / OPTIMIZER, tensors)
-        payload = json.dumps({"state": state, "optimizer": groups}, indent=2)
-        write_atomic(last / STATE, lambda temp: Path(temp).write_text(payload))
+        write_json(last / STATE, {"state": state, "optimizer": groups})
 
     def log_validation() -> None:
         val_loss = validate(model, val_data, spectral, config)
@@ -143,7 +143,16 @@ def train(
             writer = csv.writer(handle)
             if new_file:
                 writer.writerow(["step", "epoch", "train_loss", "val_loss", "learning_rate", "seconds"])
-            writer.writerow([state["step"], state["epoch"], f"{running:.6f}", f"{val_loss:.6f}", f"{lr:.3e}", f"{state['seconds']:.0f}"])
+            writer.writerow(
+                [
+                    state["step"],
+                    state["epoch"],
+                    f"{running:.6f}",
+                    f"{val_loss:.6f}",
+                    f"{lr:.3e}",
+                    f"{state['seconds']:.0f}",
+                ]
+            )
         if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
             state["best_val_loss"] = val_loss
             save_checkpoint(run_dir / "best", model, spectral, info | {"step": state["step"], "val_loss": val_loss})
@@ -163,7 +172,9 @@ def train(
                 group["lr"] = lr
             loss = loss_fn(model, noisy, clean, spectral, config.compression)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {state['step']}; the last good checkpoint is in {last}")
+                raise TrainingError(
+                    f"loss became {loss.item()} at step {state['step']}; the last good checkpoint is in {last}"
+                )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

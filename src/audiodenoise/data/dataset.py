@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..atomic import write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -17,17 +18,9 @@ class DatasetError(Exception):
     pass
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    temp = path.with_name(path.name + ".part")
-    with open(temp, "wb") as handle:
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:
         np.save(handle, array)
-    os.replace(temp, path)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    temp = path.with_name(path.name + ".part")
-    temp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(temp, path)
 
 
 class ShardWriter:
@@ -55,8 +48,8 @@ class ShardWriter:
             return
         name = f"shard_{len(self.shards):05d}"
         noisy, clean = np.concatenate(self.noisy), np.concatenate(self.clean)
-        _save_atomic(self.folder / f"{name}.noisy.npy", noisy)
-        _save_atomic(self.folder / f"{name}.clean.npy", clean)
+        for kind, array in (("noisy", noisy), ("clean", clean)):
+            write_atomic(self.folder / f"{name}.{kind}.npy", lambda temp, array=array: _save_array(temp, array))
         self.shards.append({"name": f"{self.split}/{name}", "pairs": len(noisy)})
         self.noisy, self.clean, self.buffered = [], [], 0
 

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import write_json
 from ..audio import AudioError, read_mono
 from ..spectral import SpectralConfig, signal_magnitude, split_patches
 from . import synth
 from .corpus import CorpusFile, scan_folder
-from .dataset import FORMAT_VERSION, MANIFEST, ShardWriter, write_json_atomic
+from .dataset import FORMAT_VERSION, MANIFEST, ShardWriter
 from .mixing import MixConfig, fit_length, mix, remove_silence
 
 
@@ -121,7 +122,6 @@ def prepare(
     rng = np.random.default_rng(seed)
     speech = scan_folder(speech_dir)
     noise = scan_folder(noise_dir)
-    splits = {}
     speech_train, speech_val = split_groups(speech, val_fraction, rng)
     noise_train, noise_val = split_groups(noise, val_fraction, rng)
     jobs, groups = [], {}
@@ -135,7 +135,9 @@ def prepare(
             order = order[: max(1, round(max_files * len(clean_files) / len(speech)))]
         noises = tuple(f.path for f in noise_files)
         talkers = tuple(f.path for f in clean_files)
-        jobs += [(split, MixJob(len(jobs) + i, clean_files[j].path, noises, talkers, seed)) for i, j in enumerate(order)]
+        jobs += [
+            (split, MixJob(len(jobs) + i, clean_files[j].path, noises, talkers, seed)) for i, j in enumerate(order)
+        ]
     writers = {split: ShardWriter(output, split, shard_size) for split in ("train", "val")}
     split_of = {job.index: split for split, job in jobs}
     failures, skipped = [], 0
@@ -164,5 +166,5 @@ def prepare(
             for split, w in writers.items()
         },
     }
-    write_json_atomic(output / MANIFEST, manifest)
+    write_json(output / MANIFEST, manifest)
     return manifest

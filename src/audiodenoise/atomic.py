@@ -1,0 +1,36 @@
+"""Atomic file writes: write a hidden sibling, then rename it onto the target."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A fresh hidden name beside ``path``; the file is created by whoever writes it (so the umask applies)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+
+
+def discard(temp: Path) -> None:
+    with contextlib.suppress(OSError):
+        temp.unlink()
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temp)``, then rename ``temp`` onto ``path``; on any failure remove ``temp``."""
+    path = Path(path)
+    temp = temporary_sibling(path)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        discard(temp)
+        raise
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    write_atomic(path, lambda temp: temp.write_text(json.dumps(payload, indent=2) + "\n"))
