@@ -19,10 +19,6 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 USER_ERRORS = (AudioError, CheckpointError, DatasetError, TrainingError, ValueError, OSError)
 
 
-class UsageError(Exception):
-    pass
-
-
 @dataclass(frozen=True)
 class Job:
     source: Path
