@@ -25,6 +25,15 @@ def test_remove_silence_drops_quiet_frames_only():
     assert np.all(kept == 0.5)
 
 
+def test_remove_silence_can_keep_part_of_each_pause():
+    frame = int(RATE * 0.02)
+    loud = np.full(10 * frame, 0.5, np.float32)
+    signal = np.concatenate([loud, np.zeros(30 * frame, np.float32), loud])
+    kept = remove_silence(signal, RATE, 20.0, -40.0, max_pause_ms=100.0)
+    assert len(kept) == 25 * frame  # 5 of the 30 silent frames remain
+    assert np.count_nonzero(kept == 0) == 5 * frame
+
+
 def test_fit_length_loops_and_crops():
     noise = np.arange(10, dtype=np.float32)
     out = fit_length(noise, 25, np.random.default_rng(0))
@@ -40,6 +49,11 @@ def test_mix_hits_the_snr_and_never_clips():
         measured = 10 * np.log10(power(scaled_clean) / power(noisy - scaled_clean))
         assert measured == pytest.approx(snr_db, abs=0.01)
         assert np.max(np.abs(noisy)) <= 0.99 + 1e-6
+    # With padding around the speech, the SNR is still measured on the speech itself.
+    padded = np.pad(clean, RATE)
+    scaled, noisy = mix(padded, rng.normal(size=len(padded)), 5.0, -20.0, 0.99, power(clean))
+    speech = slice(RATE, RATE + len(clean))
+    assert 10 * np.log10(power(scaled[speech]) / power((noisy - scaled)[speech])) == pytest.approx(5.0, abs=0.3)
 
 
 @pytest.mark.parametrize("kind", synth.KINDS)

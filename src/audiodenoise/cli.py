@@ -125,6 +125,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     mixing = MixConfig(
         snr_db=tuple(args.snr_db),
         max_clean_seconds=args.max_clean_seconds,
+        max_pause_ms=args.max_pause_ms,
+        edge_pause_ms=args.edge_pause_ms,
         synthetic_noise_fraction=args.synthetic_noise_fraction,
     )
     manifest = prepare(
@@ -158,7 +160,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
     )
-    state = train(args.dataset, args.run_dir, ModelConfig(target=args.target), config, resume=args.resume)
+    state = train(
+        args.dataset,
+        args.run_dir,
+        ModelConfig(target=args.target),
+        config,
+        resume=args.resume,
+        init_from=args.init_from,
+    )
     print(
         f"{args.run_dir}: trained {state['step']} steps; best validation loss {state['best_val_loss']:.5f}; "
         f"best checkpoint in {Path(args.run_dir) / 'best'}"
@@ -207,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("-o", "--output", required=True, help="dataset folder to write")
     prepare.add_argument("--snr-db", type=float, nargs=2, default=(-5.0, 20.0), metavar=("MIN", "MAX"))
     prepare.add_argument("--max-clean-seconds", type=float, default=10.0)
+    prepare.add_argument("--max-pause-ms", type=float, default=0.0, help="keep this much of each pause (0: none)")
+    prepare.add_argument("--edge-pause-ms", type=float, default=0.0, help="add up to this much silence at each end")
     prepare.add_argument("--synthetic-noise-fraction", type=_fraction, default=0.3)
     prepare.add_argument("--max-files", type=_positive_int, default=None)
     prepare.add_argument("--val-fraction", type=_fraction, default=0.05)
@@ -225,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last")
+    train.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning)")
     train.set_defaults(run=cmd_train)
 
     models = commands.add_parser("models", help="list the bundled models")

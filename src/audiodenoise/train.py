@@ -96,8 +96,11 @@ def train(
     model_config: ModelConfig = ModelConfig(),
     config: TrainConfig = TrainConfig(),
     resume: bool = False,
+    init_from: str | Path | None = None,
 ) -> dict:
-    """Train until ``config.epochs`` are done; returns the final state."""
+    """Train until ``config.epochs`` are done; returns the final state.
+
+    ``init_from`` starts from a checkpoint's weights (fine-tuning); its model and STFT settings are used."""
     run_dir = Path(run_dir)
     manifest = read_manifest(dataset)
     spectral = SpectralConfig.from_dict(manifest["spectral"])
@@ -105,6 +108,11 @@ def train(
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = UNet(model_config)
+    if init_from is not None:
+        model, init_spectral, _ = load_checkpoint(init_from)
+        if init_spectral != spectral:
+            raise TrainingError(f"{dataset}: STFT settings differ from the checkpoint in {init_from}")
+        model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     state = {"step": 0, "epoch": 0, "best_val_loss": None, "seconds": 0.0}
     last = run_dir / "last"
@@ -128,7 +136,7 @@ def train(
         total_steps = min(total_steps, config.max_steps)
     run_dir.mkdir(parents=True, exist_ok=True)
     history = run_dir / "history.csv"
-    info = {"train": asdict(config), "dataset": str(dataset)}
+    info = {"train": asdict(config), "dataset": str(dataset), "init_from": str(init_from) if init_from else None}
 
     def checkpoint() -> None:
         save_checkpoint(last, model, spectral, info | {"step": state["step"]})

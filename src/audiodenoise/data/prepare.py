@@ -16,7 +16,7 @@ from ..spectral import SpectralConfig, signal_magnitude, split_patches
 from . import synth
 from .corpus import CorpusFile, scan_folder
 from .dataset import FORMAT_VERSION, MANIFEST, ShardWriter
-from .mixing import MixConfig, fit_length, mix, remove_silence
+from .mixing import MixConfig, fit_length, mix, power, remove_silence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,13 @@ def split_groups(files: list[CorpusFile], val_fraction: float, rng: np.random.Ge
 
 def _clean_signal(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
     signal = read_mono(path, spectral.sample_rate)
-    return remove_silence(signal, spectral.sample_rate, mixing.silence_frame_ms, mixing.silence_threshold_db)
+    return _remove_silence(signal, spectral, mixing)
+
+
+def _remove_silence(signal: np.ndarray, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
+    return remove_silence(
+        signal, spectral.sample_rate, mixing.silence_frame_ms, mixing.silence_threshold_db, mixing.max_pause_ms
+    )
 
 
 def _readable_speech(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
@@ -59,7 +65,7 @@ def make_pair(job: MixJob, spectral: SpectralConfig, mixing: MixConfig) -> tuple
     clean = read_mono(job.clean, rate)
     if len(clean) > mixing.max_clean_seconds * rate:
         return None
-    clean = remove_silence(clean, rate, mixing.silence_frame_ms, mixing.silence_threshold_db)
+    clean = _remove_silence(clean, spectral, mixing)
     if len(clean) < spectral.n_fft:
         return None
     noise = None
@@ -74,6 +80,10 @@ def make_pair(job: MixJob, spectral: SpectralConfig, mixing: MixConfig) -> tuple
             return [s for s in (_readable_speech(job.talkers[i], spectral, mixing) for i in picks) if len(s)]
 
         noise = synth.synthesize(kind, len(clean), rate, rng, talkers)
+    speech_power = power(clean)
+    edge = int(mixing.edge_pause_ms * rate / 1000)
+    if edge:
+        clean = np.pad(clean, (int(rng.integers(edge + 1)), int(rng.integers(edge + 1))))
     noise = fit_length(noise, len(clean), rng)
     clean, noisy = mix(
         clean,
@@ -81,6 +91,7 @@ def make_pair(job: MixJob, spectral: SpectralConfig, mixing: MixConfig) -> tuple
         snr_db=rng.uniform(*mixing.snr_db),
         level_db=rng.uniform(*mixing.level_db),
         peak_limit=mixing.peak_limit,
+        speech_power=speech_power,
     )
     mags = signal_magnitude(torch.from_numpy(np.stack([noisy, clean])), spectral)
     noisy_patches = split_patches(mags[0], spectral).numpy()
