@@ -1,7 +1,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXAMPLE := examples/wind_noisy.wav
+EXAMPLE := examples/water_noisy.wav
 DEMO_OUT := out/demo
 
 .PHONY: install demo test bench lint format
@@ -15,9 +15,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/audiodenoise denoise $(EXAMPLE) -o $(DEMO_OUT)/wind_denoised.wav
-	$(PYTHON) scripts/demo_report.py --noisy $(EXAMPLE) --denoised $(DEMO_OUT)/wind_denoised.wav \
-		--clean examples/wind_clean.wav --png $(DEMO_OUT)/spectrograms.png
+	$(VENV)/bin/audiodenoise denoise $(EXAMPLE) -o $(DEMO_OUT)/water_denoised.wav
+	$(PYTHON) scripts/demo_report.py --noisy $(EXAMPLE) --denoised $(DEMO_OUT)/water_denoised.wav \
+		--clean examples/water_clean.wav --png $(DEMO_OUT)/spectrograms.png
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q

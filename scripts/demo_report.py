@@ -33,9 +33,12 @@ def main() -> None:
     print(f"{'':10}{'SI-SDR (dB)':>12}{'PESQ (wb)':>11}{'STOI':>7}")
     for label, values in (("noisy", before), ("denoised", after)):
         print(f"{label:10}{values['si_sdr']:12.2f}{values['pesq']:11.2f}{values['stoi']:7.3f}")
+    colours = plt.get_cmap("magma").copy()
+    colours.set_bad(colours(0.0))  # digital silence: drawn as the quietest colour
     figure, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     for axis, (label, signal) in zip(axes, signals.items()):
-        axis.specgram(signal, NFFT=512, Fs=rate, noverlap=384, cmap="magma", vmin=-120, vmax=-20)
+        with np.errstate(divide="ignore"):  # digital silence has no dB value
+            axis.specgram(signal, NFFT=512, Fs=rate, noverlap=384, cmap=colours, vmin=-120, vmax=-20)
         axis.set_title(label)
         axis.set_ylabel("Hz")
     axes[-1].set_xlabel("seconds")

@@ -119,8 +119,8 @@ def test_train_resumes_and_writes_a_loadable_checkpoint(dataset, tmp_path, capsy
     second = json.loads((run / "last" / "state.json").read_text())["state"]
     assert second["epoch"] == 2 and second["step"] == 2 * first["step"]
     assert (run / "history.csv").read_text().count("\n") >= 3
-    model, spectral, info = load_checkpoint(run / "best")
-    assert spectral.n_bins == 128 and info["step"] >= 1
+    model, spectral, config = load_checkpoint(run / "best")
+    assert spectral.n_bins == 128 and config["info"]["step"] >= 1
     assert "model.safetensors" in {p.name for p in (run / "best").iterdir()}
 
 

@@ -52,7 +52,7 @@ def read_config(folder: str | Path) -> dict:
 
 
 def load_checkpoint(folder: str | Path) -> tuple[UNet, SpectralConfig, dict]:
-    """The model (in eval mode), its spectral settings, and the config's info."""
+    """The model (in eval mode), its spectral settings, and the whole config (``info``, ``inference``…)."""
     folder = Path(folder)
     config = read_config(folder)
     try:
@@ -67,7 +67,7 @@ def load_checkpoint(folder: str | Path) -> tuple[UNet, SpectralConfig, dict]:
         reason = str(error).splitlines()[0]
         raise CheckpointError(f"{folder / WEIGHTS}: corrupt or incompatible weights ({reason})") from None
     model.eval()
-    return model, spectral, config.get("info", {})
+    return model, spectral, config
 
 
 def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor]) -> None:

@@ -204,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or globs")
     denoise.add_argument("-o", "--output", help="output file (one input file) or folder")
     denoise.add_argument("--model", default="default", help="bundled model name or checkpoint folder")
-    denoise.add_argument("--strength", type=_fraction, default=1.0, help="0 keeps the input, 1 full denoising")
+    denoise.add_argument(
+        "--strength", type=_fraction, default=None, help="0 keeps the input, 1 full denoising (default: the model's)"
+    )
     denoise.add_argument("--atten-lim-db", type=float, default=None, help="remove at most this many dB of noise")
     denoise.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for inference")
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

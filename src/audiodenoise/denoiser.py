@@ -42,12 +42,13 @@ class Denoiser:
         model: UNet,
         spectral: SpectralConfig,
         name: str = "model",
-        strength: float = 1.0,
+        strength: float | None = None,
         atten_lim_db: float | None = None,
         threads: int | None = None,
         block_frames: int = 4096,
         batch_size: int = 16,
     ):
+        strength = 1.0 if strength is None else strength
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be within [0, 1], not {strength}")
         if atten_lim_db is not None and atten_lim_db < 0:
@@ -66,9 +67,14 @@ class Denoiser:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "default", **options) -> Denoiser:
-        """A bundled model by name ('default', or see ``audiodenoise models``) or a checkpoint folder."""
+        """A bundled model by name ('default', or see ``audiodenoise models``) or a checkpoint folder.
+
+        Options left out or None take the checkpoint's ``inference`` defaults (e.g. its tuned strength)."""
         folder = pretrained.resolve(name_or_path)
-        model, spectral, _ = load_checkpoint(folder)
+        model, spectral, config = load_checkpoint(folder)
+        for key, value in config.get("inference", {}).items():
+            if options.get(key) is None:
+                options[key] = value
         return cls(model, spectral, name=folder.name, **options)
 
     @property
