@@ -4,8 +4,10 @@ import torch
 from audiodenoise.spectral import (
     SpectralConfig,
     features_to_magnitude,
+    frames_to_patches,
     istft,
     magnitude_to_features,
+    overlap_add_patches,
     patch_weights,
     plan_block,
     split_patches,
@@ -63,3 +65,11 @@ def test_split_patches_pads_short_inputs_to_one_patch():
     assert patches.shape == (1, CONFIG.n_bins, CONFIG.patch_frames)
     assert torch.equal(patches[0, :, :50], spec)
     assert split_patches(torch.rand(CONFIG.n_bins, 300), CONFIG).shape[0] == 4
+
+
+def test_patches_overlap_add_back_to_the_frames():
+    spec = torch.rand(2, CONFIG.n_bins, 5 * CONFIG.patch_hop)
+    patches = frames_to_patches(spec, CONFIG)
+    assert patches.shape == (2, 4, CONFIG.n_bins, CONFIG.patch_frames)
+    back = overlap_add_patches(patches, spec.shape[-1], CONFIG)
+    assert torch.allclose(back[..., 1:], spec[..., 1:], atol=1e-5)  # frame 0 has weight 0 in its only patch

@@ -16,9 +16,10 @@ from .model import UNet
 from .spectral import (
     BlockPlan,
     SpectralConfig,
+    frames_to_patches,
     istft,
     magnitude_to_features,
-    patch_weights,
+    overlap_add_patches,
     plan_block,
     stft,
 )
@@ -112,30 +113,20 @@ class Denoiser:
         """Denoise the samples of ``plan``'s output span from the ``excerpt`` (samples, channels) of its input span."""
         cfg = self.spectral
         spec = stft(torch.from_numpy(np.ascontiguousarray(excerpt.T)), cfg)  # (channels, bins, frames)
-        channels, bins, n_frames = spec.shape
-        patches = magnitude_to_features(spec.abs(), cfg).unfold(-1, cfg.patch_frames, cfg.patch_hop)
-        patches = patches.permute(0, 2, 1, 3).reshape(-1, 1, bins, cfg.patch_frames)
+        patches = frames_to_patches(magnitude_to_features(spec.abs(), cfg), cfg)
         gains = torch.cat(
-            [self.model.gain(self.model(batch), cfg.db_scale) for batch in patches.split(self.batch_size)]
-        ).reshape(channels, plan.n_patches, bins, cfg.patch_frames)
-        gain = self._overlap_add(gains, n_frames)
+            [
+                self.model.gain(self.model(batch.unsqueeze(1)), cfg.db_scale)
+                for batch in patches.flatten(0, 1).split(self.batch_size)
+            ]
+        ).reshape(patches.shape)
+        gain = overlap_add_patches(gains, spec.shape[-1], cfg)
         gain = (1.0 - self.strength * (1.0 - gain)).clamp_min(self.gain_floor)
         signal, envelope = istft(spec * gain, cfg)
         start, _ = plan.input_span(cfg)
         out_start, out_stop = plan.output_span(cfg)
         keep = slice(out_start - start, out_stop - start)
         return (signal[:, keep] / envelope[keep]).T.numpy()
-
-    def _overlap_add(self, gains: torch.Tensor, n_frames: int) -> torch.Tensor:
-        """(channels, patches, bins, patch_frames) -> (channels, bins, frames), cross-faded."""
-        cfg = self.spectral
-        channels, n_patches, bins, _ = gains.shape
-        weights = patch_weights(cfg)
-        weighted = (gains * weights).permute(0, 2, 3, 1).reshape(channels, bins * cfg.patch_frames, n_patches)
-        fold = dict(output_size=(1, n_frames), kernel_size=(1, cfg.patch_frames), stride=(1, cfg.patch_hop))
-        total = torch.nn.functional.fold(weighted, **fold).reshape(channels, bins, n_frames)
-        norm = torch.nn.functional.fold(weights.reshape(1, -1, 1).expand(1, -1, n_patches).contiguous(), **fold)
-        return total / norm.reshape(1, 1, n_frames).clamp_min(1e-6)
 
 
 class ModelRateStream:

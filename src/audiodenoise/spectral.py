@@ -99,6 +99,22 @@ def patch_weights(config: SpectralConfig, device=None) -> torch.Tensor:
     return torch.hann_window(config.patch_frames, periodic=True, dtype=torch.float32, device=device)
 
 
+def frames_to_patches(spec: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
+    """(channels, bins, frames) -> (channels, patches, bins, patch_frames), patches every ``patch_hop`` frames."""
+    return spec.unfold(-1, config.patch_frames, config.patch_hop).permute(0, 2, 1, 3)
+
+
+def overlap_add_patches(patches: torch.Tensor, n_frames: int, config: SpectralConfig) -> torch.Tensor:
+    """(channels, patches, bins, patch_frames) -> (channels, bins, frames), cross-faded by ``patch_weights``."""
+    channels, n_patches, bins, _ = patches.shape
+    weights = patch_weights(config, patches.device)
+    weighted = (patches * weights).permute(0, 2, 3, 1).reshape(channels, bins * config.patch_frames, n_patches)
+    fold = dict(output_size=(1, n_frames), kernel_size=(1, config.patch_frames), stride=(1, config.patch_hop))
+    total = torch.nn.functional.fold(weighted, **fold).reshape(channels, bins, n_frames)
+    norm = torch.nn.functional.fold(weights.reshape(1, -1, 1).expand(1, -1, n_patches).contiguous(), **fold)
+    return total / norm.reshape(1, 1, n_frames).clamp_min(1e-6)
+
+
 @dataclass(frozen=True)
 class BlockPlan:
     """Which frames and samples one output block of frames ``[first, last)`` needs."""
