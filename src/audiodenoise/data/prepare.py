@@ -28,15 +28,19 @@ class MixJob:
     seed: int
 
 
-def split_groups(files: list[CorpusFile], val_fraction: float, rng: np.random.Generator) -> tuple[list, list]:
-    """Split files so that no group (speaker, or noise file) is in both parts."""
-    groups = sorted({f.group or str(f.path) for f in files})
+def split_groups(
+    files: list[CorpusFile], val_fraction: float, rng: np.random.Generator, by_file: bool = False
+) -> tuple[list, list]:
+    """Split so that no group (a speaker; with ``by_file``, each file) is in both parts."""
+
+    def key(f: CorpusFile) -> str:
+        return str(f.path) if by_file or not f.group else f.group
+
+    groups = sorted({key(f) for f in files})
     rng.shuffle(groups)
     n_val = max(1, round(len(groups) * val_fraction)) if len(groups) > 1 else 0
     val_groups = set(groups[:n_val])
-    train = [f for f in files if (f.group or str(f.path)) not in val_groups]
-    val = [f for f in files if (f.group or str(f.path)) in val_groups]
-    return train, val
+    return [f for f in files if key(f) not in val_groups], [f for f in files if key(f) in val_groups]
 
 
 def _clean_signal(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
@@ -134,7 +138,7 @@ def prepare(
     speech = scan_folder(speech_dir)
     noise = scan_folder(noise_dir)
     speech_train, speech_val = split_groups(speech, val_fraction, rng)
-    noise_train, noise_val = split_groups(noise, val_fraction, rng)
+    noise_train, noise_val = split_groups(noise, val_fraction, rng, by_file=True)
     jobs, groups = [], {}
     for split, clean_files, noise_files in (("train", speech_train, noise_train), ("val", speech_val, noise_val)):
         groups[split] = {
