@@ -12,6 +12,7 @@ from pathlib import Path
 from . import pretrained
 from .audio import AUDIO_SUFFIXES, AudioError
 from .checkpoint import CheckpointError
+from .data.corpus import FORMATS
 from .data.dataset import DatasetError
 from .train import TrainingError
 
@@ -138,6 +139,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         workers=args.workers,
+        speech_format=args.speech_format,
+        noise_format=args.noise_format,
+        noise_val_folds=tuple(args.noise_val_folds),
     )
     splits = ", ".join(f"{name} {split['pairs']}" for name, split in manifest["splits"].items())
     counts = manifest["counts"]
@@ -216,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--speech", required=True, help="folder of clean speech (subfolder = speaker)")
     prepare.add_argument("--noise", required=True, help="folder of noise (subfolder = category)")
     prepare.add_argument("-o", "--output", required=True, help="dataset folder to write")
+    prepare.add_argument("--speech-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
+    prepare.add_argument("--noise-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
+    prepare.add_argument("--noise-val-folds", type=int, nargs="+", default=[10], help="UrbanSound8K validation folds")
     prepare.add_argument("--snr-db", type=float, nargs=2, default=(-5.0, 20.0), metavar=("MIN", "MAX"))
     prepare.add_argument("--max-clean-seconds", type=float, default=10.0)
     prepare.add_argument("--max-pause-ms", type=float, default=0.0, help="keep this much of each pause (0: none)")

@@ -14,7 +14,7 @@ from ..atomic import write_json
 from ..audio import AudioError, read_mono
 from ..spectral import SpectralConfig, signal_magnitude, split_patches
 from . import synth
-from .corpus import CorpusFile, scan_folder
+from .corpus import CorpusFile, read_corpus
 from .dataset import FORMAT_VERSION, MANIFEST, ShardWriter
 from .mixing import MixConfig, fit_length, mix, power, remove_silence
 
@@ -130,15 +130,23 @@ def prepare(
     seed: int = 0,
     workers: int = 1,
     shard_size: int = 1024,
+    speech_format: str = "auto",
+    noise_format: str = "auto",
+    noise_val_folds: tuple[int, ...] = (10,),
 ) -> dict:
     """Build the dataset; returns its manifest."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    speech = scan_folder(speech_dir)
-    noise = scan_folder(noise_dir)
+    speech = read_corpus(speech_dir, speech_format)
+    noise = read_corpus(noise_dir, noise_format)
     speech_train, speech_val = split_groups(speech, val_fraction, rng)
-    noise_train, noise_val = split_groups(noise, val_fraction, rng, by_file=True)
+    if any(f.fold for f in noise):  # UrbanSound8K: validation is whole folds
+        val_folds = {f"fold{k}" for k in noise_val_folds}
+        noise_train = [f for f in noise if f.fold not in val_folds]
+        noise_val = [f for f in noise if f.fold in val_folds]
+    else:
+        noise_train, noise_val = split_groups(noise, val_fraction, rng, by_file=True)
     jobs, groups = [], {}
     for split, clean_files, noise_files in (("train", speech_train, noise_train), ("val", speech_val, noise_val)):
         groups[split] = {
