@@ -29,11 +29,6 @@ class SpectralConfig:
     def n_bins(self) -> int:
         return self.n_fft // 2 + 1
 
-    @property
-    def patch_samples(self) -> int:
-        """Samples spanned by one patch's frame centres."""
-        return self.patch_frames * self.hop_length
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -88,10 +83,6 @@ def istft(spec: torch.Tensor, config: SpectralConfig) -> tuple[torch.Tensor, tor
 def magnitude_to_features(magnitude: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
     db = 20.0 * torch.log10(magnitude.clamp_min(config.amin))
     return (db - config.db_offset) / config.db_scale
-
-
-def features_to_magnitude(features: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
-    return 10.0 ** ((features * config.db_scale + config.db_offset) / 20.0)
 
 
 def patch_weights(config: SpectralConfig, device=None) -> torch.Tensor:
