@@ -11,22 +11,23 @@ from audiodenoise.model import ModelConfig, UNet
 from audiodenoise.spectral import SpectralConfig
 
 
-def identity_model() -> UNet:
-    """The reference U-Net with a zeroed output conv: it predicts no noise, so it changes nothing."""
-    model = UNet(ModelConfig(target="noise"))
+def zeroed_head_model(target: str) -> UNet:
+    """A U-Net whose output conv is zeroed: a constant head output whatever the input."""
+    model = UNet(ModelConfig(target=target))
     with torch.no_grad():
         model.head[2].weight.zero_()
         model.head[2].bias.zero_()
     return model.eval()
+
+
+def identity_model() -> UNet:
+    """The reference (noise target) predicts no noise: it changes nothing."""
+    return zeroed_head_model("noise")
 
 
 def halving_model() -> UNet:
-    """A mask model whose output is 0.5 everywhere: a fixed -6 dB gain."""
-    model = UNet(ModelConfig(target="mask"))
-    with torch.no_grad():
-        model.head[2].weight.zero_()
-        model.head[2].bias.zero_()
-    return model.eval()
+    """The mask target outputs sigmoid(0) = 0.5 everywhere: a fixed -6 dB gain."""
+    return zeroed_head_model("mask")
 
 
 @pytest.fixture(scope="session")
