@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from audiodenoise.checkpoint import save_checkpoint
@@ -54,3 +55,19 @@ def speech_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
     envelope = np.clip(np.sin(2 * np.pi * 2.5 * t + rng.uniform(0, 6)), 0, None) ** 0.5
     signal = voiced * envelope
     return (0.1 * signal / (np.sqrt(np.mean(signal**2)) + 1e-9)).astype(np.float32)
+
+
+def write_corpus(root, speakers=("alice", "bob", "carol"), files_per_speaker=3):
+    """Speakers and two noise categories of short generated clips, plus one corrupt speech file."""
+    rng = np.random.default_rng(4)
+    for speaker in speakers:
+        for i in range(files_per_speaker):
+            path = root / "speech" / speaker / f"{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, speech_like(1.2, 16000, seed=i + len(speaker)), 16000)
+    for category in ("hiss", "rumble"):
+        for i in range(2):
+            path = root / "noise" / category / f"{i}.flac"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, 0.1 * rng.normal(size=22050).astype(np.float32), 22050)
+    (root / "speech" / "bob" / "broken.wav").write_bytes(b"not audio")

@@ -4,8 +4,7 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
-from conftest import speech_like
+from conftest import speech_like, write_corpus
 
 from audiodenoise.checkpoint import CheckpointError, load_checkpoint
 from audiodenoise.cli import main
@@ -68,22 +67,6 @@ def test_siren_sweeps_its_pitch():
     noise = synth.siren("siren_wail", 4 * RATE, RATE, np.random.default_rng(3))
     peaks = [np.argmax(np.abs(np.fft.rfft(noise[i : i + 4096]))) for i in range(0, 3 * RATE, RATE // 2)]
     assert len(set(peaks)) > 2
-
-
-def write_corpus(root):
-    """Two speakers and two noise categories of short generated clips."""
-    rng = np.random.default_rng(4)
-    for speaker in ("alice", "bob", "carol"):
-        for i in range(3):
-            path = root / "speech" / speaker / f"{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, speech_like(1.2, 16000, seed=i + len(speaker)), 16000)
-    for category in ("hiss", "rumble"):
-        for i in range(2):
-            path = root / "noise" / category / f"{i}.flac"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, 0.1 * rng.normal(size=RATE).astype(np.float32), RATE)
-    (root / "speech" / "bob" / "broken.wav").write_bytes(b"not audio")
 
 
 @pytest.fixture(scope="module")

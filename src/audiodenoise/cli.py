@@ -119,43 +119,93 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if failures else EXIT_OK
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
+def _mixing(args: argparse.Namespace):
     from .data.mixing import MixConfig
-    from .data.prepare import prepare
 
-    mixing = MixConfig(
+    return MixConfig(
         snr_db=tuple(args.snr_db),
+        level_db=tuple(args.level_db),
         max_clean_seconds=args.max_clean_seconds,
+        silence_threshold_db=args.silence_threshold_db,
         max_pause_ms=args.max_pause_ms,
         edge_pause_ms=args.edge_pause_ms,
         synthetic_noise_fraction=args.synthetic_noise_fraction,
     )
-    manifest = prepare(
-        args.speech,
-        args.noise,
-        args.output,
-        mixing=mixing,
-        max_files=args.max_files,
+
+
+def _split(args: argparse.Namespace):
+    from .data.splits import SplitConfig
+
+    return SplitConfig(
         val_fraction=args.val_fraction,
-        seed=args.seed,
-        workers=args.workers,
+        val_speakers=args.val_speakers,
+        noise_val_folds=tuple(args.noise_val_folds),
         speech_format=args.speech_format,
         noise_format=args.noise_format,
-        noise_val_folds=tuple(args.noise_val_folds),
+        seed=args.seed,
     )
+
+
+def _print_dataset(folder: str, manifest: dict) -> None:
     splits = ", ".join(f"{name} {split['pairs']}" for name, split in manifest["splits"].items())
     counts = manifest["counts"]
     print(
-        f"{args.output}: {splits} patch pairs from {counts['clean_files']} clean files "
-        f"({counts['skipped']} skipped, {counts['failed']} unreadable)"
+        f"{folder}: {splits} patch pairs from {counts['clean_files']} clean files "
+        f"({counts['skipped']} skipped as too long or silent, {counts['failed']} unreadable files"
+        + (f", listed in {Path(folder) / 'manifest.json'}" if counts["failed"] else "")
+        + ")"
     )
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.prepare import parse_shard, prepare
+
+    result = prepare(
+        args.speech,
+        args.noise,
+        args.output,
+        mixing=_mixing(args),
+        split_config=_split(args),
+        max_files=args.max_files,
+        files_per_chunk=args.files_per_chunk,
+        workers=args.workers,
+        shard=parse_shard(args.shard),
+        overwrite=args.overwrite,
+    )
+    if result.manifest is None:
+        print(
+            f"{args.output}: shard {args.shard} done; {result.chunks_done} of {result.chunks} chunks present. "
+            "When every shard is done, gather them with 'audiodenoise merge'."
+        )
+    else:
+        _print_dataset(args.output, result.manifest)
+    return EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .data.prepare import merge
+
+    _print_dataset(args.output, merge(args.parts, args.output))
     return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .model import ModelConfig
-    from .train import TrainConfig, train
+    from .train import OnTheFly, TrainConfig, train
 
+    if (args.speech is None) != (args.noise is None):
+        raise ValueError("on-the-fly training needs both --speech and --noise")
+    expected = 1 if args.speech else 2
+    if len(args.paths) != expected:
+        raise ValueError(
+            "give RUN_DIR alone with --speech/--noise" if args.speech else "give DATASET RUN_DIR (or --speech/--noise)"
+        )
+    run_dir = args.paths[-1]
+    data = (
+        OnTheFly(args.speech, args.noise, _mixing(args), _split(args), args.epoch_pairs)
+        if args.speech
+        else args.paths[0]
+    )
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,
@@ -164,17 +214,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
     )
-    state = train(
-        args.dataset,
-        args.run_dir,
-        ModelConfig(target=args.target),
-        config,
-        resume=args.resume,
-        init_from=args.init_from,
-    )
+    state = train(data, run_dir, ModelConfig(target=args.target), config, resume=args.resume, init_from=args.init_from)
     print(
-        f"{args.run_dir}: trained {state['step']} steps; best validation loss {state['best_val_loss']:.5f}; "
-        f"best checkpoint in {Path(args.run_dir) / 'best'}"
+        f"{run_dir}: trained {state['step']} steps; best validation loss {state['best_val_loss']:.5f}; "
+        f"best checkpoint in {Path(run_dir) / 'best'}"
     )
     return EXIT_OK
 
@@ -200,6 +243,31 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
+    """Reading, splitting, cleaning and mixing: shared by 'prepare' and on-the-fly 'train'."""
+    group = parser.add_argument_group("corpora and mixing")
+    group.add_argument("--speech-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
+    group.add_argument("--noise-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
+    group.add_argument("--val-fraction", type=_fraction, default=0.05, help="share of speakers held out")
+    group.add_argument("--val-speakers", type=_positive_int, default=None, help="hold out this many speakers instead")
+    group.add_argument("--noise-val-folds", type=int, nargs="+", default=[10], help="UrbanSound8K validation folds")
+    group.add_argument("--snr-db", type=float, nargs=2, default=(-5.0, 20.0), metavar=("MIN", "MAX"))
+    group.add_argument(
+        "--level-db",
+        type=float,
+        nargs=2,
+        default=(-35.0, -15.0),
+        metavar=("MIN", "MAX"),
+        help="RMS level of the mix, dBFS",
+    )
+    group.add_argument("--max-clean-seconds", type=float, default=10.0, help="drop longer clean clips")
+    group.add_argument("--silence-threshold-db", type=float, default=-40.0, help="silent: this far below the peak")
+    group.add_argument("--max-pause-ms", type=float, default=0.0, help="keep this much of each pause (0: none)")
+    group.add_argument("--edge-pause-ms", type=float, default=0.0, help="add up to this much silence at each end")
+    group.add_argument("--synthetic-noise-fraction", type=_fraction, default=0.3)
+    group.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audiodenoise", description="Speech denoising with a spectrogram U-Net.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -216,34 +284,39 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     denoise.set_defaults(run=cmd_denoise)
 
-    prepare = commands.add_parser("prepare", help="mix speech and noise folders into training patches")
-    prepare.add_argument("--speech", required=True, help="folder of clean speech (subfolder = speaker)")
-    prepare.add_argument("--noise", required=True, help="folder of noise (subfolder = category)")
-    prepare.add_argument("-o", "--output", required=True, help="dataset folder to write")
-    prepare.add_argument("--speech-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
-    prepare.add_argument("--noise-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
-    prepare.add_argument("--noise-val-folds", type=int, nargs="+", default=[10], help="UrbanSound8K validation folds")
-    prepare.add_argument("--snr-db", type=float, nargs=2, default=(-5.0, 20.0), metavar=("MIN", "MAX"))
-    prepare.add_argument("--max-clean-seconds", type=float, default=10.0)
-    prepare.add_argument("--max-pause-ms", type=float, default=0.0, help="keep this much of each pause (0: none)")
-    prepare.add_argument("--edge-pause-ms", type=float, default=0.0, help="add up to this much silence at each end")
-    prepare.add_argument("--synthetic-noise-fraction", type=_fraction, default=0.3)
-    prepare.add_argument("--max-files", type=_positive_int, default=None)
-    prepare.add_argument("--val-fraction", type=_fraction, default=0.05)
-    prepare.add_argument("--seed", type=int, default=0)
+    prepare = commands.add_parser("prepare", help="mix speech and noise corpora into training patches")
+    prepare.add_argument("--speech", required=True, help="clean speech corpus (Common Voice, VoxCeleb or a folder)")
+    prepare.add_argument("--noise", required=True, help="noise corpus (UrbanSound8K or a folder)")
+    prepare.add_argument("-o", "--output", required=True, help="dataset folder to write (or resume)")
+    _add_corpus_options(prepare)
+    prepare.add_argument("--max-files", type=_positive_int, default=None, help="use at most this many clean files")
+    prepare.add_argument("--files-per-chunk", type=_positive_int, default=32, help="clean files per shard file")
     prepare.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
+    prepare.add_argument("--shard", default="1/1", help="K/N: make only shard K of N (merge them with 'merge')")
+    prepare.add_argument("--overwrite", action="store_true", help="replace a dataset made with another config")
     prepare.set_defaults(run=cmd_prepare)
 
-    train = commands.add_parser("train", help="train a model on a prepared dataset")
-    train.add_argument("dataset", help="folder written by 'audiodenoise prepare'")
-    train.add_argument("run_dir", help="folder for checkpoints and history")
+    merge = commands.add_parser("merge", help="gather the shards of 'prepare --shard' into one dataset")
+    merge.add_argument("parts", nargs="+", help="folders written by 'prepare --shard K/N'")
+    merge.add_argument("-o", "--output", required=True, help="dataset folder (may be one of the parts)")
+    merge.set_defaults(run=cmd_merge)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model",
+        usage="audiodenoise train (DATASET RUN_DIR | --speech DIR --noise DIR RUN_DIR) [options]",
+    )
+    train.add_argument("paths", nargs="+", metavar="[DATASET] RUN_DIR", help="prepared dataset and run folder")
+    train.add_argument("--speech", help="mix on the fly from this speech corpus (no DATASET)")
+    train.add_argument("--noise", help="mix on the fly from this noise corpus (no DATASET)")
+    train.add_argument("--epoch-pairs", type=_positive_int, default=20000, help="pairs per on-the-fly epoch")
+    _add_corpus_options(train)
     train.add_argument("--target", choices=("mask", "noise"), default="mask", help="'noise' is the reference design")
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--max-steps", type=_positive_int, default=None)
     train.add_argument("--batch-size", type=_positive_int, default=16)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last")
     train.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning)")
     train.set_defaults(run=cmd_train)

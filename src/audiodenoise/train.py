@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +18,9 @@ from tqdm import tqdm
 from .atomic import write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_tensors_atomic
 from .data.dataset import PatchDataset, read_manifest
+from .data.mixing import MixConfig
+from .data.onthefly import MixingDataset, fixed_pairs
+from .data.splits import Split, SplitConfig, split_corpora
 from .model import ModelConfig, UNet
 from .spectral import SpectralConfig, magnitude_to_features
 
@@ -62,15 +67,84 @@ def learning_rate(step: int, total: int, config: TrainConfig) -> float:
     return low + 0.5 * (high - low) * (1 + math.cos(math.pi * progress))
 
 
+@dataclass(frozen=True)
+class OnTheFly:
+    """Train on pairs mixed as they are read from these corpora, new ones every epoch."""
+
+    speech: str | Path
+    noise: str | Path
+    mixing: MixConfig = MixConfig()
+    split: SplitConfig = SplitConfig()
+    epoch_pairs: int = 20000
+    workers: int = 1  # DataLoader processes that mix
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def collate(pairs: list[Batch]) -> Batch:
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+class PreparedBatches:
+    """Shuffled batches of a prepared dataset's training split; an epoch can start at any batch."""
+
+    def __init__(self, folder: str | Path, batch_size: int, seed: int):
+        self.data = PatchDataset(folder, "train")
+        self.batch_size, self.seed = batch_size, seed
+        self.steps_per_epoch = len(self.data) // batch_size
+
+    def epoch(self, epoch: int, start: int) -> Iterator[Batch]:
+        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed + epoch))
+        for batch in range(start, self.steps_per_epoch):
+            indices = order[batch * self.batch_size : (batch + 1) * self.batch_size].tolist()
+            yield collate([self.data[i] for i in indices])
+
+
+def _single_thread(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+class MixedBatches:
+    """Batches mixed on the fly; an epoch is ``epoch_pairs`` pairs, and every (epoch, start) draws new mixes."""
+
+    def __init__(self, source: OnTheFly, split: Split, spectral: SpectralConfig, batch_size: int, seed: int):
+        self.source, self.split, self.spectral = source, split, spectral
+        self.batch_size, self.seed = batch_size, seed
+        self.steps_per_epoch = source.epoch_pairs // batch_size
+
+    def epoch(self, epoch: int, start: int) -> Iterator[Batch]:
+        data = MixingDataset(self.split, self.spectral, self.source.mixing, seed=(self.seed, epoch, start))
+        workers = self.source.workers
+        loader = torch.utils.data.DataLoader(
+            data,
+            batch_size=self.batch_size,
+            num_workers=workers,
+            worker_init_fn=_single_thread if workers else None,
+            multiprocessing_context="fork" if workers else None,
+        )
+        yield from itertools.islice(loader, self.steps_per_epoch - start)
+
+
+def open_source(data: str | Path | OnTheFly, config: TrainConfig):
+    """(STFT settings, training batches, validation pairs) of a prepared dataset or an on-the-fly source."""
+    if isinstance(data, OnTheFly):
+        spectral = SpectralConfig()
+        splits = split_corpora(data.speech, data.noise, data.split)
+        batches = MixedBatches(data, splits["train"], spectral, config.batch_size, config.seed)
+        return spectral, batches, fixed_pairs(splits["val"], config.max_val_pairs, spectral, data.mixing)
+    spectral = SpectralConfig.from_dict(read_manifest(data)["spectral"])
+    return spectral, PreparedBatches(data, config.batch_size, config.seed), PatchDataset(data, "val")
+
+
 @torch.no_grad()
-def validate(model: UNet, data: PatchDataset, spectral: SpectralConfig, config: TrainConfig) -> float:
+def validate(model: UNet, data: Sequence[Batch], spectral: SpectralConfig, config: TrainConfig) -> float:
     model.eval()
     count = min(len(data), config.max_val_pairs)
     losses = []
     for start in range(0, count, config.batch_size):
-        batch = [data[i] for i in range(start, min(count, start + config.batch_size))]
-        noisy, clean = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
-        losses.append(loss_fn(model, noisy, clean, spectral, config.compression).item() * len(batch))
+        noisy, clean = collate([data[i] for i in range(start, min(count, start + config.batch_size))])
+        losses.append(loss_fn(model, noisy, clean, spectral, config.compression).item() * len(noisy))
     model.train()
     return sum(losses) / count
 
@@ -91,27 +165,25 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, groups: dict
 
 
 def train(
-    dataset: str | Path,
+    data: str | Path | OnTheFly,
     run_dir: str | Path,
     model_config: ModelConfig = ModelConfig(),
     config: TrainConfig = TrainConfig(),
     resume: bool = False,
     init_from: str | Path | None = None,
 ) -> dict:
-    """Train until ``config.epochs`` are done; returns the final state.
-
-    ``init_from`` starts from a checkpoint's weights (fine-tuning); its model and STFT settings are used."""
+    """Train until ``config.epochs`` are done on a prepared dataset folder or an on-the-fly source; returns
+    the final state. ``init_from`` starts from a checkpoint's weights (fine-tuning)."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(dataset)
-    spectral = SpectralConfig.from_dict(manifest["spectral"])
-    train_data, val_data = PatchDataset(dataset, "train"), PatchDataset(dataset, "val")
+    spectral, batches, val_data = open_source(data, config)
+    source_name = str(data) if not isinstance(data, OnTheFly) else f"on the fly: {data.speech} + {data.noise}"
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = UNet(model_config)
     if init_from is not None:
         model, init_spectral, _ = load_checkpoint(init_from)
         if init_spectral != spectral:
-            raise TrainingError(f"{dataset}: STFT settings differ from the checkpoint in {init_from}")
+            raise TrainingError(f"{source_name}: STFT settings differ from the checkpoint in {init_from}")
         model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     state = {"step": 0, "epoch": 0, "best_val_loss": None, "seconds": 0.0}
@@ -119,7 +191,7 @@ def train(
     if resume and (last / STATE).is_file():
         model, ckpt_spectral, _ = load_checkpoint(last)
         if ckpt_spectral != spectral:
-            raise TrainingError(f"{dataset}: STFT settings differ from the checkpoint in {last}")
+            raise TrainingError(f"{source_name}: STFT settings differ from the checkpoint in {last}")
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         saved = json.loads((last / STATE).read_text())
@@ -128,15 +200,15 @@ def train(
     elif resume:
         raise CheckpointError(f"{run_dir}: nothing to resume")
     model.train()
-    steps_per_epoch = len(train_data) // config.batch_size
+    steps_per_epoch = batches.steps_per_epoch
     if steps_per_epoch == 0:
-        raise TrainingError(f"{dataset}: {len(train_data)} training pairs, fewer than one batch of {config.batch_size}")
+        raise TrainingError(f"{source_name}: an epoch holds fewer pairs than one batch of {config.batch_size}")
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     run_dir.mkdir(parents=True, exist_ok=True)
     history = run_dir / "history.csv"
-    info = {"train": asdict(config), "dataset": str(dataset), "init_from": str(init_from) if init_from else None}
+    info = {"train": asdict(config), "dataset": source_name, "init_from": str(init_from) if init_from else None}
 
     def checkpoint() -> None:
         save_checkpoint(last, model, spectral, info | {"step": state["step"]})
@@ -167,14 +239,15 @@ def train(
 
     running, lr = float("nan"), config.learning_rate
     while state["epoch"] < config.epochs and state["step"] < total_steps:
-        order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(config.seed + state["epoch"]))
         done_in_epoch = state["step"] - state["epoch"] * steps_per_epoch
-        bar = tqdm(range(done_in_epoch, steps_per_epoch), desc=f"epoch {state['epoch'] + 1}/{config.epochs}")
-        for batch_index in bar:
-            started = time.perf_counter()
-            indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size].tolist()
-            batch = [train_data[i] for i in indices]
-            noisy, clean = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+        bar = tqdm(
+            batches.epoch(state["epoch"], done_in_epoch),
+            initial=done_in_epoch,
+            total=steps_per_epoch,
+            desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
+        )
+        started = time.perf_counter()
+        for noisy, clean in bar:
             lr = learning_rate(state["step"], total_steps, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -189,6 +262,7 @@ def train(
             running = loss.item() if math.isnan(running) else 0.98 * running + 0.02 * loss.item()
             state["step"] += 1
             state["seconds"] += time.perf_counter() - started
+            started = time.perf_counter()
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
             if state["step"] % config.validate_every == 0:
                 log_validation()

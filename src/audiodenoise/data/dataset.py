@@ -18,40 +18,15 @@ class DatasetError(Exception):
     pass
 
 
-def _save_array(path: Path, array: np.ndarray) -> None:
-    with path.open("wb") as handle:
-        np.save(handle, array)
+def save_shard(stem: Path, noisy: np.ndarray, clean: np.ndarray) -> None:
+    """Write ``stem.noisy.npy`` and ``stem.clean.npy`` as float16, each atomically."""
 
+    def write(temp: Path, array: np.ndarray) -> None:
+        with temp.open("wb") as handle:  # a path would get ".npy" appended
+            np.save(handle, array.astype(np.float16))
 
-class ShardWriter:
-    """Buffers (noisy, clean) magnitude patches and writes them in shards of ``shard_size`` pairs."""
-
-    def __init__(self, folder: Path, split: str, shard_size: int):
-        self.folder = folder / split
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.split = split
-        self.shard_size = shard_size
-        self.noisy: list[np.ndarray] = []
-        self.clean: list[np.ndarray] = []
-        self.buffered = 0
-        self.shards: list[dict] = []
-
-    def add(self, noisy: np.ndarray, clean: np.ndarray) -> None:
-        self.noisy.append(noisy.astype(np.float16))
-        self.clean.append(clean.astype(np.float16))
-        self.buffered += len(noisy)
-        if self.buffered >= self.shard_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buffered:
-            return
-        name = f"shard_{len(self.shards):05d}"
-        noisy, clean = np.concatenate(self.noisy), np.concatenate(self.clean)
-        for kind, array in (("noisy", noisy), ("clean", clean)):
-            write_atomic(self.folder / f"{name}.{kind}.npy", lambda temp, array=array: _save_array(temp, array))
-        self.shards.append({"name": f"{self.split}/{name}", "pairs": len(noisy)})
-        self.noisy, self.clean, self.buffered = [], [], 0
+    for kind, array in (("noisy", noisy), ("clean", clean)):
+        write_atomic(stem.with_name(f"{stem.name}.{kind}.npy"), lambda temp, array=array: write(temp, array))
 
 
 def read_manifest(folder: str | Path) -> dict:

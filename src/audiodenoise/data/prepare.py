@@ -1,122 +1,190 @@
-"""``audiodenoise prepare``: mix speech with noise and write patch pairs to disk."""
+"""``audiodenoise prepare``: mix speech with noise and write patch pairs to disk, resumably and in shards.
+
+The clean files are dealt into fixed chunks. Each chunk is mixed from its own seed and written as one
+shard plus a record of what it holds, so a chunk's output never depends on the workers, on the order the
+chunks finish, or on which machine made it. A killed run skips the chunks whose record exists.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..atomic import write_json
-from ..audio import AudioError, read_mono
-from ..spectral import SpectralConfig, signal_magnitude, split_patches
-from . import synth
-from .corpus import CorpusFile, read_corpus
-from .dataset import FORMAT_VERSION, MANIFEST, ShardWriter
-from .mixing import MixConfig, fit_length, mix, power, remove_silence
+from ..atomic import write_atomic, write_json
+from ..audio import AudioError
+from ..spectral import SpectralConfig
+from .dataset import FORMAT_VERSION, MANIFEST, DatasetError, save_shard
+from .mixing import MixConfig
+from .pairs import make_pair
+from .splits import SPLITS, Split, SplitConfig, corpus_digest, split_corpora
+
+PLAN = "plan.json"
 
 
 @dataclasses.dataclass(frozen=True)
-class MixJob:
+class Chunk:
     index: int
-    clean: Path
-    noises: tuple[Path, ...]  # this split's noise files
-    talkers: tuple[Path, ...]  # this split's speech, for babble
-    seed: int
+    split: str
+    first_job: int  # job indices seed the mixes
+    clean_files: tuple[Path, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}/chunk_{self.index:05d}"
 
 
-def split_groups(
-    files: list[CorpusFile], val_fraction: float, rng: np.random.Generator, by_file: bool = False
-) -> tuple[list, list]:
-    """Split so that no group (a speaker; with ``by_file``, each file) is in both parts."""
-
-    def key(f: CorpusFile) -> str:
-        return str(f.path) if by_file or not f.group else f.group
-
-    groups = sorted({key(f) for f in files})
-    rng.shuffle(groups)
-    n_val = max(1, round(len(groups) * val_fraction)) if len(groups) > 1 else 0
-    val_groups = set(groups[:n_val])
-    return [f for f in files if key(f) not in val_groups], [f for f in files if key(f) in val_groups]
-
-
-def _clean_signal(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
-    signal = read_mono(path, spectral.sample_rate)
-    return _remove_silence(signal, spectral, mixing)
+def plan_chunks(splits: dict[str, Split], max_files: int | None, files_per_chunk: int, seed: int) -> list[Chunk]:
+    """The clean files of each split, shuffled, capped at ``max_files`` in all, and dealt into chunks."""
+    rng = np.random.default_rng([seed, 1])
+    total = sum(len(s.speech) for s in splits.values())
+    chunks, job = [], 0
+    for split in splits.values():
+        order = rng.permutation(len(split.speech))
+        if max_files is not None:
+            order = order[: max(1, round(max_files * len(split.speech) / total))]
+        paths = [split.speech[i].path for i in order]
+        for start in range(0, len(paths), files_per_chunk):
+            files = tuple(paths[start : start + files_per_chunk])
+            chunks.append(Chunk(len(chunks), split.name, job, files))
+            job += len(files)
+    return chunks
 
 
-def _remove_silence(signal: np.ndarray, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
-    return remove_silence(
-        signal, spectral.sample_rate, mixing.silence_frame_ms, mixing.silence_threshold_db, mixing.max_pause_ms
-    )
-
-
-def _readable_speech(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
-    """A babble talker; an unreadable one contributes nothing rather than failing the mix."""
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N), with 1 <= K <= N."""
     try:
-        return _clean_signal(path, spectral, mixing)
-    except AudioError:
-        return np.zeros(0, np.float32)
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 2/8), not {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard {text}: K must be between 1 and N")
+    return k, n
 
 
-def make_pair(job: MixJob, spectral: SpectralConfig, mixing: MixConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """One mixture's (noisy, clean) magnitude patches, or None if the clean clip is unusable."""
-    rng = np.random.default_rng([job.seed, job.index])
-    rate = spectral.sample_rate
-    clean = read_mono(job.clean, rate)
-    if len(clean) > mixing.max_clean_seconds * rate:
-        return None
-    clean = _remove_silence(clean, spectral, mixing)
-    if len(clean) < spectral.n_fft:
-        return None
-    noise = None
-    if rng.uniform() >= mixing.synthetic_noise_fraction:
-        noise_path = job.noises[int(rng.integers(len(job.noises)))]
-        noise = _clean_signal(noise_path, spectral, mixing)
-    if noise is None or len(noise) < spectral.n_fft:
-        kind = synth.KINDS[int(rng.integers(len(synth.KINDS)))]
-
-        def talkers(n: int) -> list[np.ndarray]:
-            picks = rng.choice(len(job.talkers), size=min(n, len(job.talkers)), replace=False)
-            return [s for s in (_readable_speech(job.talkers[i], spectral, mixing) for i in picks) if len(s)]
-
-        noise = synth.synthesize(kind, len(clean), rate, rng, talkers)
-    speech_power = power(clean)
-    edge = int(mixing.edge_pause_ms * rate / 1000)
-    if edge:
-        clean = np.pad(clean, (int(rng.integers(edge + 1)), int(rng.integers(edge + 1))))
-    noise = fit_length(noise, len(clean), rng)
-    clean, noisy = mix(
-        clean,
-        noise,
-        snr_db=rng.uniform(*mixing.snr_db),
-        level_db=rng.uniform(*mixing.level_db),
-        peak_limit=mixing.peak_limit,
-        speech_power=speech_power,
-    )
-    mags = signal_magnitude(torch.from_numpy(np.stack([noisy, clean])), spectral)
-    noisy_patches = split_patches(mags[0], spectral).numpy()
-    clean_patches = split_patches(mags[1], spectral).numpy()
-    return noisy_patches, clean_patches
+@dataclasses.dataclass(frozen=True)
+class PrepareResult:
+    manifest: dict | None  # None while other shards' chunks are missing
+    chunks_done: int
+    chunks: int
 
 
-_WORKER_CONFIG: tuple[SpectralConfig, MixConfig] | None = None
+_WORKER: dict = {}
 
 
-def _init_worker(spectral: SpectralConfig, mixing: MixConfig) -> None:
-    global _WORKER_CONFIG
-    _WORKER_CONFIG = (spectral, mixing)
+def _init_worker(output: Path, splits: dict[str, Split], spectral: SpectralConfig, mixing: MixConfig, seed: int):
     torch.set_num_threads(1)
+    _WORKER.update(output=output, splits=splits, spectral=spectral, mixing=mixing, seed=seed)
 
 
-def _run_job(job: MixJob):
+def _record_path(output: Path, chunk: Chunk) -> Path:
+    return output / f"{chunk.name}.json"
+
+
+def _mix_chunk(chunk: Chunk) -> dict:
+    """Mix one chunk, write its shard, then its record; returns the record."""
+    output, spectral, mixing = _WORKER["output"], _WORKER["spectral"], _WORKER["mixing"]
+    split = _WORKER["splits"][chunk.split]
+    noises = tuple(f.path for f in split.noise)
+    talkers = tuple(f.path for f in split.speech)
+    pairs, failures, skipped = [], set(), 0
+    for offset, clean in enumerate(chunk.clean_files):
+        rng = np.random.default_rng([_WORKER["seed"], chunk.first_job + offset])
+        try:
+            pair, errors = make_pair(clean, noises, talkers, rng, spectral, mixing)
+        except AudioError as error:
+            failures.add(str(error))
+            continue
+        failures.update(errors)
+        if pair is None:
+            skipped += 1
+        else:
+            pairs.append(pair)
+    count = sum(len(noisy) for noisy, _ in pairs)
+    if count:
+        save_shard(output / chunk.name, *(np.concatenate(part) for part in zip(*pairs)))
+    record = {
+        "chunk": chunk.index,
+        "pairs": count,
+        "clean_files": len(chunk.clean_files),
+        "skipped": skipped,
+        "failures": sorted(failures),
+    }
+    write_json(_record_path(output, chunk), record)
+    return record
+
+
+def _plan_document(splits, spectral, mixing, split_config, max_files, files_per_chunk, speech_dir, noise_dir, chunks):
+    return {
+        "format_version": FORMAT_VERSION,
+        "spectral": spectral.to_dict(),
+        "mixing": dataclasses.asdict(mixing),
+        "split": dataclasses.asdict(split_config),
+        "max_files": max_files,
+        "files_per_chunk": files_per_chunk,
+        "chunks": len(chunks),
+        "corpus": corpus_digest(splits, speech_dir, noise_dir),
+        "splits": {
+            name: {
+                "speakers": split.speakers,
+                "noise_files": sorted(str(f.path.relative_to(noise_dir)) for f in split.noise),
+                "chunks": [c.index for c in chunks if c.split == name],
+            }
+            for name, split in splits.items()
+        },
+    }
+
+
+def _comparable(plan: dict) -> dict:
+    return json.loads(json.dumps(plan))  # tuples -> lists, as read back from JSON
+
+
+def _read_plan(folder: Path) -> dict | None:
+    path = folder / PLAN
+    if not path.is_file():
+        return None
     try:
-        return job, make_pair(job, *_WORKER_CONFIG), None
-    except AudioError as error:
-        return job, None, str(error)
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: unreadable ({error})") from None
+
+
+def claim_output(output: Path, plan: dict, overwrite: bool) -> None:
+    """Make ``output`` this plan's folder: new, resumed, or (with ``overwrite``) replaced. Refuse anything else."""
+    output.mkdir(parents=True, exist_ok=True)
+    existing = _read_plan(output)
+    if existing is None and any(output.iterdir()):
+        raise DatasetError(f"{output}: folder is not empty and holds no dataset; choose an empty or new folder")
+    wanted = _comparable(plan)
+    if existing is not None and existing != wanted:
+        if not overwrite:
+            changed = sorted(key for key in wanted if existing.get(key) != wanted[key])
+            raise DatasetError(
+                f"{output}: holds a dataset made with a different config ({', '.join(changed)}); "
+                "use --overwrite to replace it"
+            )
+        for name in SPLITS:
+            shutil.rmtree(output / name, ignore_errors=True)
+        (output / MANIFEST).unlink(missing_ok=True)
+        existing = None
+    for name in SPLITS:
+        (output / name).mkdir(exist_ok=True)
+    if existing is None:
+        write_json(output / PLAN, plan)
+
+
+def _remove_stale_temporaries(output: Path, chunks: list[Chunk]) -> None:
+    """Hidden half-written files of this run's chunks, left by a killed run."""
+    for chunk in chunks:
+        split, stem = chunk.name.split("/")
+        for temp in (output / split).glob(f".{stem}.*.part"):
+            temp.unlink(missing_ok=True)
 
 
 def prepare(
@@ -125,69 +193,108 @@ def prepare(
     output: str | Path,
     spectral: SpectralConfig = SpectralConfig(),
     mixing: MixConfig = MixConfig(),
+    split_config: SplitConfig = SplitConfig(),
     max_files: int | None = None,
-    val_fraction: float = 0.05,
-    seed: int = 0,
+    files_per_chunk: int = 32,
     workers: int = 1,
-    shard_size: int = 1024,
-    speech_format: str = "auto",
-    noise_format: str = "auto",
-    noise_val_folds: tuple[int, ...] = (10,),
-) -> dict:
-    """Build the dataset; returns its manifest."""
+    shard: tuple[int, int] = (1, 1),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PrepareResult:
+    """Mix this shard's chunks that are not done yet; the manifest is written once every chunk is in ``output``."""
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    speech = read_corpus(speech_dir, speech_format)
-    noise = read_corpus(noise_dir, noise_format)
-    speech_train, speech_val = split_groups(speech, val_fraction, rng)
-    if any(f.fold for f in noise):  # UrbanSound8K: validation is whole folds
-        val_folds = {f"fold{k}" for k in noise_val_folds}
-        noise_train = [f for f in noise if f.fold not in val_folds]
-        noise_val = [f for f in noise if f.fold in val_folds]
-    else:
-        noise_train, noise_val = split_groups(noise, val_fraction, rng, by_file=True)
-    jobs, groups = [], {}
-    for split, clean_files, noise_files in (("train", speech_train, noise_train), ("val", speech_val, noise_val)):
-        groups[split] = {
-            "speakers": sorted({f.group for f in clean_files}),
-            "noise_files": sorted(str(f.path.relative_to(noise_dir)) for f in noise_files),
-        }
-        order = rng.permutation(len(clean_files))
-        if max_files is not None:
-            order = order[: max(1, round(max_files * len(clean_files) / len(speech)))]
-        noises = tuple(f.path for f in noise_files)
-        talkers = tuple(f.path for f in clean_files)
-        jobs += [
-            (split, MixJob(len(jobs) + i, clean_files[j].path, noises, talkers, seed)) for i, j in enumerate(order)
-        ]
-    writers = {split: ShardWriter(output, split, shard_size) for split in ("train", "val")}
-    split_of = {job.index: split for split, job in jobs}
-    failures, skipped = [], 0
+    splits = split_corpora(speech_dir, noise_dir, split_config)
+    chunks = plan_chunks(splits, max_files, files_per_chunk, split_config.seed)
+    plan = _plan_document(
+        splits, spectral, mixing, split_config, max_files, files_per_chunk, speech_dir, noise_dir, chunks
+    )
+    claim_output(output, plan, overwrite)
+    k, n = shard
+    mine = [c for c in chunks if c.index % n == k - 1]
+    pending = [c for c in mine if not _record_path(output, c).is_file()]
+    _remove_stale_temporaries(output, pending)
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_init_worker, initargs=(spectral, mixing)) as pool:
-        results = pool.imap(_run_job, [job for _, job in jobs], chunksize=4)
-        for job, pair, error in tqdm(results, total=len(jobs), desc="mixing", unit="file"):
-            if error:
-                failures.append(error)
-            elif pair is None:
-                skipped += 1
-            else:
-                writers[split_of[job.index]].add(*pair)
-    for writer in writers.values():
-        writer.flush()
+    initargs = (output, splits, spectral, mixing, split_config.seed)
+    with (
+        context.Pool(min(workers, max(1, len(pending))), _init_worker, initargs) as pool,
+        tqdm(
+            total=sum(len(c.clean_files) for c in mine),
+            initial=sum(len(c.clean_files) for c in mine if c not in pending),
+            desc="mixing" if n == 1 else f"mixing shard {k}/{n}",
+            unit="file",
+            disable=not progress or None,
+        ) as bar,
+    ):
+        for record in pool.imap_unordered(_mix_chunk, pending):
+            bar.update(record["clean_files"])
+    done = sum(_record_path(output, c).is_file() for c in chunks)
+    manifest = write_manifest(output, sources=(speech_dir, noise_dir)) if done == len(chunks) else None
+    return PrepareResult(manifest, done, len(chunks))
+
+
+def write_manifest(output: Path, sources: tuple[str | Path, str | Path] | None = None) -> dict:
+    """Gather the chunk records of a complete dataset folder into its manifest."""
+    plan = _read_plan(output)
+    if plan is None:
+        raise DatasetError(f"{output}: not a dataset folder (no {PLAN})")
+    records = {}
+    for name in SPLITS:
+        for index in plan["splits"][name]["chunks"]:
+            path = output / name / f"chunk_{index:05d}.json"
+            if not path.is_file():
+                raise DatasetError(f"{output}: chunk {index} is missing; run its shard of 'audiodenoise prepare'")
+            records[index] = (name, json.loads(path.read_text()))
+    failures = sorted({line for _, record in records.values() for line in record["failures"]})
     manifest = {
         "format_version": FORMAT_VERSION,
-        "spectral": spectral.to_dict(),
-        "mixing": dataclasses.asdict(mixing),
-        "seed": seed,
-        "sources": {"speech": str(speech_dir), "noise": str(noise_dir)},
-        "counts": {"clean_files": len(jobs), "skipped": skipped, "failed": len(failures)},
+        "spectral": plan["spectral"],
+        "mixing": plan["mixing"],
+        "split": plan["split"],
+        "seed": plan["split"]["seed"],
+        "corpus": plan["corpus"],
+        "counts": {
+            "clean_files": sum(r["clean_files"] for _, r in records.values()),
+            "skipped": sum(r["skipped"] for _, r in records.values()),
+            "failed": len(failures),
+        },
         "failures": failures,
         "splits": {
-            split: {"pairs": sum(s["pairs"] for s in w.shards), "shards": w.shards, **groups[split]}
-            for split, w in writers.items()
+            name: {
+                "pairs": sum(r["pairs"] for s, r in records.values() if s == name),
+                "shards": [
+                    {"name": f"{name}/chunk_{i:05d}", "pairs": r["pairs"]}
+                    for i, (s, r) in sorted(records.items())
+                    if s == name and r["pairs"]
+                ],
+                "speakers": plan["splits"][name]["speakers"],
+                "noise_files": plan["splits"][name]["noise_files"],
+            }
+            for name in SPLITS
         },
     }
+    if sources is not None:
+        manifest["sources"] = {"speech": str(sources[0]), "noise": str(sources[1])}
     write_json(output / MANIFEST, manifest)
     return manifest
+
+
+def merge(parts: list[str | Path], output: str | Path) -> dict:
+    """Copy the chunks of shard folders made with one plan into ``output`` and write its manifest."""
+    output = Path(output)
+    plans = [(Path(part), _read_plan(Path(part))) for part in parts]
+    for part, plan in plans:
+        if plan is None:
+            raise DatasetError(f"{part}: not a shard of a dataset (no {PLAN})")
+        if plan != plans[0][1]:
+            raise DatasetError(f"{part}: made with a different config than {plans[0][0]}; cannot merge")
+    claim_output(output, plans[0][1], overwrite=False)
+    for part, _ in plans:
+        if part.resolve() == output.resolve():
+            continue
+        for name in SPLITS:
+            # A chunk's record goes last, so an interrupted merge never shows a chunk without its shard.
+            for source in sorted((part / name).glob("chunk_*"), key=lambda p: (p.suffix == ".json", p.name)):
+                target = output / name / source.name
+                if not target.exists():
+                    write_atomic(target, lambda temp, source=source: shutil.copyfile(source, temp))
+    return write_manifest(output)

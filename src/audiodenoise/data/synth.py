@@ -72,9 +72,9 @@ def synthesize(
     elif kind == "coloured":
         noise = coloured_noise(length, sample_rate, rng)
     elif kind == "babble":
-        if babble_talkers is None:
-            raise ValueError("babble needs speech clips")
-        noise = babble(length, babble_talkers(int(rng.integers(3, 8))), rng)
+        talkers = babble_talkers(int(rng.integers(3, 8))) if babble_talkers else []
+        # Without readable talkers, babble falls back to coloured noise.
+        noise = babble(length, talkers, rng) if talkers else coloured_noise(length, sample_rate, rng)
     else:
         raise ValueError(f"unknown synthetic noise {kind!r}; choose from {KINDS}")
     return np.asarray(noise, dtype=np.float32)

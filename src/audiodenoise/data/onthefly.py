@@ -1,0 +1,81 @@
+"""On-the-fly mixing: an endless stream of fresh patch pairs from the corpora, with no dataset on disk."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ..audio import AudioError
+from ..spectral import SpectralConfig
+from .mixing import MixConfig
+from .pairs import make_pair
+from .splits import Split
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def _mixtures(
+    split: Split, spectral: SpectralConfig, mixing: MixConfig, rng: np.random.Generator, endless: bool = True
+) -> Iterator[Pair]:
+    """(noisy, clean) patches of new mixtures, the clean files in a new order on every pass."""
+    noises = tuple(f.path for f in split.noise)
+    talkers = tuple(f.path for f in split.speech)
+    unreadable: set[str] = set()
+    while True:
+        produced = 0
+        for index in rng.permutation(len(split.speech)):
+            try:
+                pair, errors = make_pair(split.speech[index].path, noises, talkers, rng, spectral, mixing)
+            except AudioError as error:
+                pair, errors = None, [str(error)]
+            for line in set(errors) - unreadable:
+                print(f"audiodenoise: skipped unreadable file: {line}", file=sys.stderr)
+            unreadable.update(errors)
+            if pair is not None:
+                produced += len(pair[0])
+                for noisy, clean in zip(*pair):
+                    yield torch.from_numpy(noisy).unsqueeze(0), torch.from_numpy(clean).unsqueeze(0)
+        if not produced:
+            raise AudioError(f"no usable clean speech in the {split.name} split")
+        if not endless:
+            return
+
+
+class MixingDataset(torch.utils.data.IterableDataset):
+    """Endless (noisy, clean) patch pairs mixed as they are read, shuffled through a buffer.
+
+    Each DataLoader worker mixes its own stream, seeded from ``seed`` and its worker id."""
+
+    def __init__(
+        self,
+        split: Split,
+        spectral: SpectralConfig = SpectralConfig(),
+        mixing: MixConfig = MixConfig(),
+        seed: int | tuple[int, ...] = 0,
+        shuffle_buffer: int = 512,
+    ):
+        self.split, self.spectral, self.mixing = split, spectral, mixing
+        self.seed = (seed,) if isinstance(seed, int) else tuple(seed)
+        self.shuffle_buffer = shuffle_buffer
+
+    def __iter__(self) -> Iterator[Pair]:
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([*self.seed, worker.id if worker else 0])
+        buffer: list[Pair] = []
+        for pair in _mixtures(self.split, self.spectral, self.mixing, rng):
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(pair)
+                continue
+            slot = int(rng.integers(len(buffer)))
+            yield buffer[slot]
+            buffer[slot] = pair
+
+
+def fixed_pairs(split: Split, count: int, spectral: SpectralConfig, mixing: MixConfig, seed: int = 0) -> list[Pair]:
+    """The same pairs on every call, at most ``count`` from one pass over the files: a validation set."""
+    stream = _mixtures(split, spectral, mixing, np.random.default_rng([seed, 2]), endless=False)
+    return list(itertools.islice(stream, count))

@@ -1,0 +1,85 @@
+"""One training mixture: read a clean clip and a noise, clean them, mix, and cut magnitude patch pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import AudioError, read_mono
+from ..spectral import SpectralConfig, signal_magnitude, split_patches
+from . import synth
+from .mixing import MixConfig, fit_length, mix, power, remove_silence
+
+PatchPair = tuple[np.ndarray, np.ndarray]  # (noisy, clean) magnitudes, each (patches, bins, frames)
+
+
+def without_silence(signal: np.ndarray, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
+    return remove_silence(
+        signal, spectral.sample_rate, mixing.silence_frame_ms, mixing.silence_threshold_db, mixing.max_pause_ms
+    )
+
+
+def _cleaned(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np.ndarray:
+    return without_silence(read_mono(path, spectral.sample_rate), spectral, mixing)
+
+
+def make_pair(
+    clean_path: Path,
+    noises: tuple[Path, ...],
+    talkers: tuple[Path, ...],
+    rng: np.random.Generator,
+    spectral: SpectralConfig,
+    mixing: MixConfig,
+) -> tuple[PatchPair | None, list[str]]:
+    """Patches of one mixture (None if the clean clip is too long or silent), and the errors of unreadable sources.
+
+    ``noises`` and ``talkers`` (speech for babble) are the split's own files. An unreadable clean clip raises
+    AudioError; an unreadable noise or talker is reported and replaced by synthetic noise or left out."""
+    rate = spectral.sample_rate
+    errors: list[str] = []
+    clean = read_mono(clean_path, rate)
+    if len(clean) > mixing.max_clean_seconds * rate:
+        return None, errors
+    clean = without_silence(clean, spectral, mixing)
+    if len(clean) < spectral.n_fft:
+        return None, errors
+    noise = None
+    if noises and rng.uniform() >= mixing.synthetic_noise_fraction:
+        noise_path = noises[int(rng.integers(len(noises)))]
+        try:
+            noise = _cleaned(noise_path, spectral, mixing)
+        except AudioError as error:
+            errors.append(str(error))
+    if noise is None or len(noise) < spectral.n_fft:
+        kind = synth.KINDS[int(rng.integers(len(synth.KINDS)))]
+
+        def babble_talkers(n: int) -> list[np.ndarray]:
+            picks = rng.choice(len(talkers), size=min(n, len(talkers)), replace=False)
+            voices = []
+            for index in picks:
+                try:
+                    voices.append(_cleaned(talkers[index], spectral, mixing))
+                except AudioError as error:
+                    errors.append(str(error))
+            return [voice for voice in voices if len(voice)]
+
+        noise = synth.synthesize(kind, len(clean), rate, rng, babble_talkers)
+    speech_power = power(clean)
+    edge = int(mixing.edge_pause_ms * rate / 1000)
+    if edge:
+        clean = np.pad(clean, (int(rng.integers(edge + 1)), int(rng.integers(edge + 1))))
+    noise = fit_length(noise, len(clean), rng)
+    clean, noisy = mix(
+        clean,
+        noise,
+        snr_db=rng.uniform(*mixing.snr_db),
+        level_db=rng.uniform(*mixing.level_db),
+        peak_limit=mixing.peak_limit,
+        speech_power=speech_power,
+    )
+    magnitudes = signal_magnitude(torch.from_numpy(np.stack([noisy, clean])), spectral)
+    noisy_patches = split_patches(magnitudes[0], spectral).numpy()
+    clean_patches = split_patches(magnitudes[1], spectral).numpy()
+    return (noisy_patches, clean_patches), errors

@@ -1,0 +1,234 @@
+"""`prepare` at scale: determinism, resuming after a kill, config changes, shards and merging, on-the-fly mixing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_corpus
+
+from audiodenoise.checkpoint import load_checkpoint
+from audiodenoise.cli import main
+from audiodenoise.data.mixing import MixConfig
+from audiodenoise.data.onthefly import MixingDataset, fixed_pairs
+from audiodenoise.data.splits import SplitConfig, split_corpora
+from audiodenoise.spectral import SpectralConfig
+
+SPEAKERS = ("alice", "bob", "carol", "dave", "erin", "frank")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(root, SPEAKERS, files_per_speaker=3)
+    return root
+
+
+def prepare_argv(corpus, out, *extra):
+    return [
+        "prepare",
+        "--speech",
+        str(corpus / "speech"),
+        "--noise",
+        str(corpus / "noise"),
+        "-o",
+        str(out),
+        "--files-per-chunk",
+        "2",
+        "--val-speakers",
+        "2",
+        "--seed",
+        "3",
+        *extra,
+    ]
+
+
+def folder_bytes(folder, skip=()):
+    """Every file under ``folder`` by relative path -> its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+
+
+def manifest_of(folder):
+    return json.loads((folder / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "data"
+    assert main(prepare_argv(corpus, out, "--workers", "1")) == 0
+    return out
+
+
+def test_same_inputs_and_seed_give_an_identical_dataset_whatever_the_workers(corpus, reference, tmp_path):
+    out = tmp_path / "data"
+    assert main(prepare_argv(corpus, out, "--workers", "2")) == 0
+    assert folder_bytes(out) == folder_bytes(reference)
+    manifest = manifest_of(reference)
+    assert manifest["counts"]["clean_files"] == 19 and manifest["counts"]["failed"] == 1
+    assert "broken.wav" in manifest["failures"][0]
+    assert len(manifest["splits"]["val"]["speakers"]) == 2
+    assert len(manifest["splits"]["train"]["shards"]) > 1
+
+
+def test_a_different_seed_gives_different_mixes(corpus, reference, tmp_path):
+    out = tmp_path / "data"
+    assert main(prepare_argv(corpus, out, "--workers", "1", "--seed", "4")) == 0
+    first = np.load(reference / "train" / "chunk_00000.noisy.npy")
+    assert not np.array_equal(first, np.load(out / "train" / "chunk_00000.noisy.npy"))
+
+
+def test_a_killed_prepare_resumes_where_it_stopped(corpus, reference, tmp_path):
+    out = tmp_path / "data"
+    argv = [
+        sys.executable,
+        "-m",
+        "audiodenoise",
+        *prepare_argv(corpus, out, "--workers", "1", "--files-per-chunk", "1"),
+    ]
+    # One clean file per chunk gives a record after every file, so the kill lands between chunks or inside one.
+    process = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("train/chunk_*.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert list(out.glob("train/chunk_*.json")), "the run should have finished a chunk before the kill"
+    assert not (out / "manifest.json").exists()
+    (out / "train" / ".chunk_00005.noisy.npy.0123456789ab.part").write_bytes(b"half")  # a write cut short
+    assert main(prepare_argv(corpus, out, "--workers", "1", "--files-per-chunk", "1")) == 0
+    fresh = tmp_path / "fresh"
+    assert main(prepare_argv(corpus, fresh, "--workers", "2", "--files-per-chunk", "1")) == 0
+    assert folder_bytes(out) == folder_bytes(fresh)
+
+
+def test_resuming_a_finished_dataset_changes_nothing(corpus, reference, capsys):
+    before = folder_bytes(reference)
+    assert main(prepare_argv(corpus, reference, "--workers", "1")) == 0
+    assert folder_bytes(reference) == before
+
+
+def test_a_different_config_is_refused_unless_overwrite(corpus, reference, tmp_path, capsys):
+    out = tmp_path / "data"
+    assert main(prepare_argv(corpus, out, "--workers", "1")) == 0
+    changed = prepare_argv(corpus, out, "--workers", "1", "--snr-db", "0", "10")
+    assert main(changed) == 2
+    err = capsys.readouterr().err
+    assert "different config (mixing)" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert folder_bytes(out) == folder_bytes(reference)  # untouched
+    assert main(changed + ["--overwrite"]) == 0
+    assert manifest_of(out)["mixing"]["snr_db"] == [0.0, 10.0]
+    fresh = tmp_path / "fresh"
+    assert main(prepare_argv(corpus, fresh, "--workers", "1", "--snr-db", "0", "10")) == 0
+    assert folder_bytes(out) == folder_bytes(fresh)
+
+
+def test_a_folder_holding_other_files_is_refused(corpus, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(prepare_argv(corpus, tmp_path, "--overwrite")) == 2
+    assert "holds no dataset" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_shards_made_apart_merge_into_the_same_dataset(corpus, reference, tmp_path, capsys):
+    parts = [tmp_path / "part1", tmp_path / "part2"]
+    for k, part in enumerate(parts, 1):
+        assert main(prepare_argv(corpus, part, "--workers", "1", "--shard", f"{k}/2")) == 0
+        assert not (part / "manifest.json").exists()
+    assert "gather them with 'audiodenoise merge'" in capsys.readouterr().out
+    merged = tmp_path / "merged"
+    assert main(["merge", str(parts[0]), str(parts[1]), "-o", str(merged)]) == 0
+    skip = ("manifest.json",)
+    assert folder_bytes(merged, skip) == folder_bytes(reference, skip)
+    expected = {k: v for k, v in manifest_of(reference).items() if k != "sources"}
+    assert manifest_of(merged) == expected
+
+
+def test_shards_written_into_one_folder_complete_it(corpus, reference, tmp_path):
+    out = tmp_path / "data"
+    for k in (2, 1):
+        assert main(prepare_argv(corpus, out, "--workers", "1", "--shard", f"{k}/2")) == 0
+    assert folder_bytes(out) == folder_bytes(reference)
+
+
+@pytest.mark.parametrize("shard", ["3/2", "0/1", "two"])
+def test_bad_shard_is_a_usage_error(corpus, tmp_path, capsys, shard):
+    assert main(prepare_argv(corpus, tmp_path / "data", "--shard", shard)) == 2
+    assert "--shard" in capsys.readouterr().err
+
+
+def test_merging_shards_of_different_configs_is_refused(corpus, tmp_path, capsys):
+    assert main(prepare_argv(corpus, tmp_path / "a", "--workers", "1", "--shard", "1/2")) == 0
+    assert main(prepare_argv(corpus, tmp_path / "b", "--workers", "1", "--shard", "2/2", "--max-files", "8")) == 0
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "c")]) == 2
+    assert "different config" in capsys.readouterr().err
+    assert main(["merge", str(tmp_path / "a"), "-o", str(tmp_path / "c")]) == 2
+    assert "is missing" in capsys.readouterr().err
+
+
+def test_unreadable_noise_is_reported_and_replaced(corpus, tmp_path):
+    noise = tmp_path / "noise"
+    (noise / "hiss").mkdir(parents=True)
+    for path in (corpus / "noise" / "hiss").iterdir():
+        (noise / "hiss" / path.name).write_bytes(path.read_bytes())
+    (noise / "hiss" / "corrupt.wav").write_bytes(b"RIFF....WAVEjunk")
+    out = tmp_path / "data"
+    argv = prepare_argv(corpus, out, "--workers", "1", "--synthetic-noise-fraction", "0")
+    argv[argv.index(str(corpus / "noise"))] = str(noise)
+    assert main(argv) == 0
+    manifest = manifest_of(out)
+    assert any("corrupt.wav" in line for line in manifest["failures"])
+    assert manifest["splits"]["train"]["pairs"] > 0
+
+
+def test_on_the_fly_mixing_is_seeded_and_endless(corpus):
+    splits = split_corpora(corpus / "speech", corpus / "noise", SplitConfig(val_speakers=2))
+    assert not {f.group for f in splits["train"].speech} & {f.group for f in splits["val"].speech}
+
+    def take(seed, n):
+        stream = iter(MixingDataset(splits["train"], seed=seed, shuffle_buffer=8))
+        return [next(stream) for _ in range(n)]
+
+    first, again, other = take((1, 0), 6), take((1, 0), 6), take((1, 1), 6)
+    assert first[0][0].shape == first[0][1].shape == (1, 128, 128)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+    # More pairs than one pass over the files gives: the stream goes on with new mixes.
+    assert len(take((1, 0), 200)) == 200
+    validation = fixed_pairs(splits["val"], 5, SpectralConfig(), MixConfig())
+    assert len(validation) == 5
+    assert all(
+        torch.equal(a[1], b[1])
+        for a, b in zip(validation, fixed_pairs(splits["val"], 5, SpectralConfig(), MixConfig()))
+    )
+
+
+def test_train_on_the_fly_writes_a_checkpoint(corpus, tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run)]
+    assert main(argv + ["--epoch-pairs", "8", "--batch-size", "4", "--epochs", "1", "--threads", "1"]) == 0
+    state = json.loads((run / "last" / "state.json").read_text())["state"]
+    assert state["step"] == 2 and state["epoch"] == 1
+    _, spectral, config = load_checkpoint(run / "best")
+    assert config["info"]["dataset"].startswith("on the fly")
+
+
+@pytest.mark.parametrize(
+    "argv, mentions",
+    [
+        (["train", "run"], "DATASET RUN_DIR"),
+        (["train", "--speech", "s", "run"], "both --speech and --noise"),
+        (["train", "--speech", "s", "--noise", "n", "data", "run"], "RUN_DIR alone"),
+    ],
+)
+def test_train_source_usage_errors(argv, mentions, capsys):
+    assert main(argv) == 2
+    assert mentions in capsys.readouterr().err
