@@ -70,4 +70,4 @@ def write_corpus(root, speakers=("alice", "bob", "carol"), files_per_speaker=3):
             path = root / "noise" / category / f"{i}.flac"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, 0.1 * rng.normal(size=22050).astype(np.float32), 22050)
-    (root / "speech" / "bob" / "broken.wav").write_bytes(b"not audio")
+    (root / "speech" / speakers[1] / "broken.wav").write_bytes(b"not audio")

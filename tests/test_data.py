@@ -91,8 +91,6 @@ def test_prepare_writes_a_dataset_with_disjoint_speakers(dataset):
     assert splits["train"]["speakers"] and splits["val"]["speakers"]
     assert not set(splits["train"]["speakers"]) & set(splits["val"]["speakers"])
     assert not set(splits["train"]["noise_files"]) & set(splits["val"]["noise_files"])
-    # Noise is split by file, so no category is held out of training whole.
-    assert {name.split("/")[0] for name in splits["train"]["noise_files"]} == {"hiss", "rumble"}
 
 
 def test_train_resumes_and_writes_a_loadable_checkpoint(dataset, tmp_path, capsys):

@@ -232,3 +232,25 @@ def test_train_on_the_fly_writes_a_checkpoint(corpus, tmp_path):
 def test_train_source_usage_errors(argv, mentions, capsys):
     assert main(argv) == 2
     assert mentions in capsys.readouterr().err
+
+
+def test_val_fraction_is_a_share_of_the_files_held_out_by_whole_speakers(tmp_path):
+    write_corpus(tmp_path, ("big", "mid", "small", "tiny"), files_per_speaker=1)
+    for i in range(1, 12):  # "big" holds most of the files
+        (tmp_path / "speech" / "big" / f"{i}.wav").write_bytes((tmp_path / "speech" / "big" / "0.wav").read_bytes())
+    for seed in range(5):
+        splits = split_corpora(tmp_path / "speech", tmp_path / "noise", SplitConfig(val_fraction=0.3, seed=seed))
+        val, train = splits["val"], splits["train"]
+        total = len(val.speech) + len(train.speech)
+        assert len(val.speech) >= 0.3 * total or len(val.speakers) == 3  # all but one speaker held out
+        assert train.speech and not set(val.speakers) & set(train.speakers)
+
+
+def test_noise_is_split_by_file_so_no_category_is_held_out_whole(tmp_path):
+    write_corpus(tmp_path, SPEAKERS, files_per_speaker=1)
+    hiss = tmp_path / "noise" / "hiss"
+    for i in range(2, 10):
+        (hiss / f"{i}.flac").write_bytes((hiss / "0.flac").read_bytes())
+    splits = split_corpora(tmp_path / "speech", tmp_path / "noise", SplitConfig(val_fraction=0.3))
+    assert "hiss" in {f.group for f in splits["train"].noise} & {f.group for f in splits["val"].noise}
+    assert not {f.path for f in splits["train"].noise} & {f.path for f in splits["val"].noise}

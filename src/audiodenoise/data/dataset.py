@@ -1,8 +1,9 @@
-"""The dataset on disk: float16 magnitude patch pairs in memory-mapped shards, plus a manifest."""
+"""The dataset on disk: float16 magnitude patch pairs in .npy shards, read row by row, plus a manifest."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,36 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+class ShardFile:
+    """Rows of one ``.npy`` shard, each read on demand with one positioned read: nothing stays mapped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            with path.open("rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran_order, self.dtype = read_header(handle)
+                self.offset = handle.tell()
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"{path}: unreadable shard ({error})") from None
+        if fortran_order or not shape:
+            raise DatasetError(f"{path}: not a shard of patch rows")
+        self.rows, self.row_shape = shape[0], shape[1:]
+        self.row_bytes = self.dtype.itemsize * int(np.prod(self.row_shape))
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        with self.path.open("rb") as handle:
+            data = os.pread(handle.fileno(), self.row_bytes, self.offset + row * self.row_bytes)
+        if len(data) != self.row_bytes:
+            raise DatasetError(f"{self.path}: truncated shard")
+        return np.frombuffer(data, self.dtype).reshape(self.row_shape)
+
+
 class PatchDataset(torch.utils.data.Dataset):
-    """Random access to one split's patch pairs without loading them into memory."""
+    """Random access to one split's patch pairs, read from the shards as needed, never loaded whole."""
 
     def __init__(self, folder: str | Path, split: str):
         folder = Path(folder)
@@ -51,9 +80,12 @@ class PatchDataset(torch.utils.data.Dataset):
         shards = manifest["splits"].get(split, {}).get("shards", [])
         if not shards:
             raise DatasetError(f"{folder}: the dataset has no '{split}' pairs")
-        self.noisy = [np.load(folder / f"{s['name']}.noisy.npy", mmap_mode="r") for s in shards]
-        self.clean = [np.load(folder / f"{s['name']}.clean.npy", mmap_mode="r") for s in shards]
-        self.offsets = np.cumsum([0] + [len(a) for a in self.noisy])
+        self.noisy = [ShardFile(folder / f"{s['name']}.noisy.npy") for s in shards]
+        self.clean = [ShardFile(folder / f"{s['name']}.clean.npy") for s in shards]
+        for shard, noisy, clean in zip(shards, self.noisy, self.clean):
+            if not noisy.rows == clean.rows == shard["pairs"]:
+                raise DatasetError(f"{folder}: shard {shard['name']} does not hold the {shard['pairs']} pairs listed")
+        self.offsets = np.cumsum([0] + [s.rows for s in self.noisy])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -61,6 +93,6 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
         row = index - self.offsets[shard]
-        noisy = torch.from_numpy(np.asarray(self.noisy[shard][row], dtype=np.float32))
-        clean = torch.from_numpy(np.asarray(self.clean[shard][row], dtype=np.float32))
+        noisy = torch.from_numpy(self.noisy[shard][row].astype(np.float32))
+        clean = torch.from_numpy(self.clean[shard][row].astype(np.float32))
         return noisy.unsqueeze(0), clean.unsqueeze(0)

@@ -15,7 +15,7 @@ SPLITS = ("train", "val")
 
 @dataclass(frozen=True)
 class SplitConfig:
-    val_fraction: float = 0.05
+    val_fraction: float = 0.05  # of the clean files, held out by whole speakers
     val_speakers: int | None = None  # a count of validation speakers instead of the fraction
     noise_val_folds: tuple[int, ...] = (10,)  # UrbanSound8K
     speech_format: str = "auto"
@@ -34,18 +34,28 @@ class Split:
         return sorted({f.group for f in self.speech})
 
 
-def _split_groups(files: list[CorpusFile], n_val: int, rng: np.random.Generator, by_file: bool) -> tuple[list, list]:
-    def key(f: CorpusFile) -> str:
-        return str(f.path) if by_file or not f.group else f.group
+def _group_key(f: CorpusFile, by_file: bool) -> str:
+    return str(f.path) if by_file or not f.group else f.group
 
-    groups = sorted({key(f) for f in files})
+
+def _split_groups(
+    files: list[CorpusFile], rng: np.random.Generator, by_file: bool, fraction: float, count: int | None = None
+) -> tuple[list, list]:
+    """Hold out ``count`` groups, or else shuffled groups until they hold ``fraction`` of the files (at least one
+    group, and never every group)."""
+    sizes: dict[str, int] = {}
+    for f in files:
+        sizes[_group_key(f, by_file)] = sizes.get(_group_key(f, by_file), 0) + 1
+    groups = sorted(sizes)
     rng.shuffle(groups)
-    val_groups = set(groups[:n_val])
-    return [f for f in files if key(f) not in val_groups], [f for f in files if key(f) in val_groups]
-
-
-def _val_count(n_groups: int, fraction: float) -> int:
-    return min(n_groups - 1, max(1, round(n_groups * fraction))) if n_groups > 1 else 0
+    if count is None:
+        count, held = 0, 0
+        while count < len(groups) - 1 and (count == 0 or held < fraction * len(files)):
+            held += sizes[groups[count]]
+            count += 1
+    val_groups = set(groups[:count])
+    train = [f for f in files if _group_key(f, by_file) not in val_groups]
+    return train, [f for f in files if _group_key(f, by_file) in val_groups]
 
 
 def split_corpora(speech_dir: str | Path, noise_dir: str | Path, config: SplitConfig) -> dict[str, Split]:
@@ -53,18 +63,16 @@ def split_corpora(speech_dir: str | Path, noise_dir: str | Path, config: SplitCo
     rng = np.random.default_rng(config.seed)
     speech = read_corpus(speech_dir, config.speech_format)
     noise = read_corpus(noise_dir, config.noise_format)
-    n_speakers = len({f.group or str(f.path) for f in speech})
+    n_speakers = len({_group_key(f, False) for f in speech})
     if config.val_speakers is not None and not 0 < config.val_speakers < n_speakers:
         raise CorpusError(f"{speech_dir}: cannot hold out {config.val_speakers} of {n_speakers} speakers")
-    n_val = config.val_speakers if config.val_speakers is not None else _val_count(n_speakers, config.val_fraction)
-    speech_train, speech_val = _split_groups(speech, n_val, rng, by_file=False)
+    speech_train, speech_val = _split_groups(speech, rng, False, config.val_fraction, config.val_speakers)
     if any(f.fold for f in noise):
         val_folds = {f"fold{k}" for k in config.noise_val_folds}
         noise_train = [f for f in noise if f.fold not in val_folds]
         noise_val = [f for f in noise if f.fold in val_folds]
     else:
-        noise_fraction = n_val / n_speakers if n_speakers else config.val_fraction
-        noise_train, noise_val = _split_groups(noise, _val_count(len(noise), noise_fraction), rng, by_file=True)
+        noise_train, noise_val = _split_groups(noise, rng, True, len(speech_val) / len(speech))
     return {
         "train": Split("train", tuple(speech_train), tuple(noise_train)),
         "val": Split("val", tuple(speech_val), tuple(noise_val)),
