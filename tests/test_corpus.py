@@ -86,8 +86,12 @@ def test_plain_folders_and_forced_formats(tmp_path):
         ("a.flac", "alice"),
         ("loose.wav", ""),
     ]
-    with pytest.raises(CorpusError, match="no audio files"):
+    with pytest.raises(CorpusError, match="not a voxceleb corpus"):
         read_corpus(tmp_path / "speech" / "alice", "voxceleb")
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("no audio here")
+    with pytest.raises(CorpusError, match="no audio files"):
+        read_corpus(tmp_path / "text")
 
 
 def test_prepare_refuses_an_empty_or_unreadable_corpus_with_exit_2(tmp_path, capsys):
@@ -125,3 +129,14 @@ def test_prepare_splits_urbansound8k_noise_by_fold(tmp_path):
     splits = json.loads((out / "manifest.json").read_text())["splits"]
     assert splits["val"]["noise_files"] == ["audio/fold10/10-1-0-0.wav"]
     assert len(splits["train"]["noise_files"]) == 2
+
+
+@pytest.mark.parametrize("format", ["commonvoice", "voxceleb", "urbansound8k"])
+def test_a_forced_format_that_does_not_match_the_layout_is_one_line_exit_2(tmp_path, capsys, format):
+    tone(tmp_path / "speech" / "alice" / "a.wav")
+    tone(tmp_path / "noise" / "hiss" / "n.wav")
+    argv = ["prepare", "--speech", str(tmp_path / "speech"), "--noise", str(tmp_path / "noise")]
+    assert main(argv + ["-o", str(tmp_path / "out"), "--speech-format", format]) == 2
+    err = capsys.readouterr().err
+    assert f"not a {format} corpus" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,11 @@ FORMATS = ("auto", "plain", "commonvoice", "voxceleb", "urbansound8k")
 COMMON_VOICE_TABLES = ("validated.tsv", "train.tsv", "dev.tsv", "test.tsv")
 URBANSOUND_TABLE = Path("metadata") / "UrbanSound8K.csv"
 VOXCELEB_SPEAKER = re.compile(r"id\d+")
+LAYOUTS = {
+    "commonvoice": "clips/ and validated.tsv, train.tsv, dev.tsv or test.tsv",
+    "voxceleb": "wav/idNNNNN/ or aac/idNNNNN/ folders",
+    "urbansound8k": f"{URBANSOUND_TABLE} and audio/fold1..fold10",
+}
 
 
 class CorpusError(ValueError):
@@ -47,7 +52,10 @@ def read_corpus(root: str | Path, format: str = "auto") -> list[CorpusFile]:
         raise CorpusError(f"{root}: not a folder")
     if format not in FORMATS:
         raise CorpusError(f"unknown corpus format {format!r}; choose from {', '.join(FORMATS)}")
-    format = detect_format(root) if format == "auto" else format
+    detected = detect_format(root)
+    if format not in ("auto", "plain", detected):
+        raise CorpusError(f"{root}: not a {format} corpus (expected {LAYOUTS[format]})")
+    format = detected if format == "auto" else format
     files = {"plain": _plain, "commonvoice": _common_voice, "voxceleb": _voxceleb, "urbansound8k": _urbansound}[format](
         root
     )
