@@ -11,5 +11,5 @@ if [ ! -f "$DATA/manifest.json" ]; then
     --val-fraction 0.06 --max-pause-ms 400 --edge-pause-ms 500
 fi
 resume=()
-[ -f "$RUN/last/state.json" ] && resume=(--resume)
+[ -f "$RUN/last/training.safetensors" ] && resume=(--resume)
 audiodenoise train "$DATA" "$RUN" --target mask --epochs 1 --max-steps 3000 "${resume[@]}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -71,3 +73,11 @@ def write_corpus(root, speakers=("alice", "bob", "carol"), files_per_speaker=3):
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, 0.1 * rng.normal(size=22050).astype(np.float32), 22050)
     (root / "speech" / speakers[1] / "broken.wav").write_bytes(b"not audio")
+
+
+def resume_state(run) -> dict:
+    """The step, epoch… stored in a run's resume checkpoint."""
+    from safetensors import safe_open
+
+    with safe_open(run / "last" / "training.safetensors", "pt") as handle:
+        return json.loads(handle.metadata()["state"])

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import speech_like, write_corpus
+from conftest import resume_state, speech_like, write_corpus
 
 from audiodenoise.checkpoint import CheckpointError, load_checkpoint
 from audiodenoise.cli import main
@@ -97,9 +97,9 @@ def test_train_resumes_and_writes_a_loadable_checkpoint(dataset, tmp_path, capsy
     run = tmp_path / "run"
     base = ["train", str(dataset), str(run), "--batch-size", "2", "--threads", "1"]
     assert main(base + ["--epochs", "1"]) == 0
-    first = json.loads((run / "last" / "state.json").read_text())["state"]
+    first = resume_state(run)
     assert main(base + ["--epochs", "2", "--resume"]) == 0
-    second = json.loads((run / "last" / "state.json").read_text())["state"]
+    second = resume_state(run)
     assert second["epoch"] == 2 and second["step"] == 2 * first["step"]
     assert (run / "history.csv").read_text().count("\n") >= 3
     model, spectral, config = load_checkpoint(run / "best")

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import write_corpus
+from conftest import resume_state, write_corpus
 
 from audiodenoise.checkpoint import load_checkpoint
 from audiodenoise.cli import main
@@ -215,7 +215,7 @@ def test_train_on_the_fly_writes_a_checkpoint(corpus, tmp_path):
     run = tmp_path / "run"
     argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run)]
     assert main(argv + ["--epoch-pairs", "8", "--batch-size", "4", "--epochs", "1", "--threads", "1"]) == 0
-    state = json.loads((run / "last" / "state.json").read_text())["state"]
+    state = resume_state(run)
     assert state["step"] == 2 and state["epoch"] == 1
     _, spectral, config = load_checkpoint(run / "best")
     assert config["info"]["dataset"].startswith("on the fly")

@@ -14,7 +14,8 @@ from .audio import AUDIO_SUFFIXES, AudioError
 from .checkpoint import CheckpointError
 from .data.corpus import FORMATS
 from .data.dataset import DatasetError
-from .train import TrainingError
+from .losses import LOSSES
+from .train import SELECTION, TrainingError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 USER_ERRORS = (AudioError, CheckpointError, DatasetError, TrainingError, ValueError, OSError)
@@ -201,22 +202,30 @@ def cmd_train(args: argparse.Namespace) -> int:
             "give RUN_DIR alone with --speech/--noise" if args.speech else "give DATASET RUN_DIR (or --speech/--noise)"
         )
     run_dir = args.paths[-1]
-    data = (
-        OnTheFly(args.speech, args.noise, _mixing(args), _split(args), args.epoch_pairs)
-        if args.speech
-        else args.paths[0]
-    )
+    data = args.paths[0]
+    if args.speech:
+        data = OnTheFly(args.speech, args.noise, _mixing(args), _split(args), args.epoch_pairs, args.loader_workers)
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        loss=args.loss,
+        select_by=args.select_by,
+        patience=args.patience,
+        checkpoint_every=args.checkpoint_every,
+        validate_every=args.validate_every or None,
         threads=args.threads,
         seed=args.seed,
+        device=args.device,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        tensorboard=args.tensorboard,
     )
     state = train(data, run_dir, ModelConfig(target=args.target), config, resume=args.resume, init_from=args.init_from)
     print(
-        f"{run_dir}: trained {state['step']} steps; best validation loss {state['best_val_loss']:.5f}; "
+        f"{run_dir}: trained {state['step']} steps; best {config.select_by} {state['best']:.5f}; "
         f"best checkpoint in {Path(run_dir) / 'best'}"
     )
     return EXIT_OK
@@ -316,7 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=_positive_int, default=None)
     train.add_argument("--batch-size", type=_positive_int, default=16)
     train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--loss", choices=LOSSES, default=None, help="default: compressed-mse (mask), huber-db (noise)")
+    train.add_argument("--select-by", choices=SELECTION, default="val_snr_db", help="metric that picks best/")
+    train.add_argument("--patience", type=_positive_int, default=None, help="stop after N validations not improving")
+    train.add_argument("--checkpoint-every", type=_positive_int, default=200, help="steps between checkpoints")
+    train.add_argument("--validate-every", type=int, default=500, help="steps (0: only at the end of each epoch)")
     train.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
+    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    train.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    train.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--loader-workers", type=int, default=1, help="processes that mix on the fly")
+    train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last")
     train.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning)")
     train.set_defaults(run=cmd_train)

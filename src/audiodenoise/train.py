@@ -1,31 +1,43 @@
-"""``audiodenoise train``: Adam on patch pairs, resumable from atomic checkpoints."""
+"""``audiodenoise train``: Adam on patch pairs, resumable after ``kill -9`` at any moment, on one or many processes.
+
+Everything a resume needs (weights, optimizer, RNG, step) is one safetensors file written atomically, so a
+kill can never leave a half-new checkpoint. Under ``torchrun`` each rank reads its own share of every batch and
+rank 0 writes the checkpoints.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import io
 import itertools
 import json
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from tqdm import tqdm
 
-from .atomic import write_json
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_tensors_atomic
+from .atomic import write_atomic
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data.dataset import PatchDataset, read_manifest
 from .data.mixing import MixConfig
 from .data.onthefly import MixingDataset, fixed_pairs
 from .data.splits import Split, SplitConfig, split_corpora
+from .losses import DEFAULT_LOSS, LOSSES, enhance, loss_value, magnitude_error
 from .model import ModelConfig, UNet
-from .spectral import SpectralConfig, magnitude_to_features
+from .spectral import SpectralConfig
 
-STATE = "state.json"
-OPTIMIZER = "optimizer.safetensors"
+RESUME = "training.safetensors"
+HISTORY_COLUMNS = ["step", "epoch", "train_loss", "val_loss", "val_snr_db", "learning_rate", "seconds"]
+SELECTION = ("val_snr_db", "val_loss")
 
 
 class TrainingError(Exception):
@@ -36,35 +48,24 @@ class TrainingError(Exception):
 class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None  # stop early; the schedule ends here too
-    batch_size: int = 16
+    batch_size: int = 16  # per process
     learning_rate: float = 1e-3
     final_learning_rate: float = 5e-5
     warmup_steps: int = 200
+    loss: str | None = None  # None: the target's default (see losses.DEFAULT_LOSS)
+    compression: float = 0.3  # magnitude exponent of "compressed-mse"
+    select_by: str = "val_snr_db"  # the validation metric that picks best/
+    patience: int | None = None  # stop after this many validations without improvement
     checkpoint_every: int = 200
-    validate_every: int = 500
+    validate_every: int | None = 500  # also at the end of every epoch
     max_val_pairs: int = 512
-    compression: float = 0.3  # magnitude exponent of the mask loss
     seed: int = 0
     threads: int = 2
-
-
-def loss_fn(model: UNet, noisy: torch.Tensor, clean: torch.Tensor, spectral: SpectralConfig, compression: float):
-    """Mask target: MSE of compressed magnitudes. Noise target (reference): Huber on scaled dB noise."""
-    features = magnitude_to_features(noisy, spectral)
-    output = model(features)
-    if model.config.target == "mask":
-        enhanced = output * noisy
-        return torch.mean((enhanced.clamp_min(1e-8) ** compression - clean.clamp_min(1e-8) ** compression) ** 2)
-    target = features - magnitude_to_features(clean, spectral)
-    return torch.nn.functional.huber_loss(output, target)
-
-
-def learning_rate(step: int, total: int, config: TrainConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, total - config.warmup_steps))
-    low, high = config.final_learning_rate, config.learning_rate
-    return low + 0.5 * (high - low) * (1 + math.cos(math.pi * progress))
+    device: str = "auto"  # auto: CUDA when present
+    bf16: bool = False  # autocast to bfloat16
+    channels_last: bool = False
+    compile: bool = False
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,19 +87,29 @@ def collate(pairs: list[Batch]) -> Batch:
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-class PreparedBatches:
-    """Shuffled batches of a prepared dataset's training split; an epoch can start at any batch."""
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
 
-    def __init__(self, folder: str | Path, batch_size: int, seed: int):
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+class PreparedBatches:
+    """Shuffled batches of a prepared dataset's training split; rank r takes every world-th batch."""
+
+    def __init__(self, folder: str | Path, batch_size: int, seed: int, ranks: Ranks = Ranks()):
         self.data = PatchDataset(folder, "train")
-        self.batch_size, self.seed = batch_size, seed
-        self.steps_per_epoch = len(self.data) // batch_size
+        self.batch_size, self.seed, self.ranks = batch_size, seed, ranks
+        self.steps_per_epoch = len(self.data) // (batch_size * ranks.world)
 
     def epoch(self, epoch: int, start: int) -> Iterator[Batch]:
         order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed + epoch))
-        for batch in range(start, self.steps_per_epoch):
-            indices = order[batch * self.batch_size : (batch + 1) * self.batch_size].tolist()
-            yield collate([self.data[i] for i in indices])
+        for step in range(start, self.steps_per_epoch):
+            first = (step * self.ranks.world + self.ranks.rank) * self.batch_size
+            yield collate([self.data[i] for i in order[first : first + self.batch_size].tolist()])
 
 
 def _single_thread(_: int) -> None:
@@ -106,15 +117,16 @@ def _single_thread(_: int) -> None:
 
 
 class MixedBatches:
-    """Batches mixed on the fly; an epoch is ``epoch_pairs`` pairs, and every (epoch, start) draws new mixes."""
+    """Batches mixed on the fly; an epoch is ``epoch_pairs`` pairs, and every (epoch, start, rank) draws new mixes."""
 
-    def __init__(self, source: OnTheFly, split: Split, spectral: SpectralConfig, batch_size: int, seed: int):
+    def __init__(self, source: OnTheFly, split: Split, spectral: SpectralConfig, batch_size: int, seed: int, ranks):
         self.source, self.split, self.spectral = source, split, spectral
-        self.batch_size, self.seed = batch_size, seed
-        self.steps_per_epoch = source.epoch_pairs // batch_size
+        self.batch_size, self.seed, self.ranks = batch_size, seed, ranks
+        self.steps_per_epoch = source.epoch_pairs // (batch_size * ranks.world)
 
     def epoch(self, epoch: int, start: int) -> Iterator[Batch]:
-        data = MixingDataset(self.split, self.spectral, self.source.mixing, seed=(self.seed, epoch, start))
+        seed = (self.seed, epoch, start, self.ranks.rank)
+        data = MixingDataset(self.split, self.spectral, self.source.mixing, seed=seed)
         workers = self.source.workers
         loader = torch.utils.data.DataLoader(
             data,
@@ -126,42 +138,180 @@ class MixedBatches:
         yield from itertools.islice(loader, self.steps_per_epoch - start)
 
 
-def open_source(data: str | Path | OnTheFly, config: TrainConfig):
+def open_source(data: str | Path | OnTheFly, config: TrainConfig, ranks: Ranks = Ranks()):
     """(STFT settings, training batches, validation pairs) of a prepared dataset or an on-the-fly source."""
     if isinstance(data, OnTheFly):
         spectral = SpectralConfig()
         splits = split_corpora(data.speech, data.noise, data.split)
-        batches = MixedBatches(data, splits["train"], spectral, config.batch_size, config.seed)
+        batches = MixedBatches(data, splits["train"], spectral, config.batch_size, config.seed, ranks)
         return spectral, batches, fixed_pairs(splits["val"], config.max_val_pairs, spectral, data.mixing)
     spectral = SpectralConfig.from_dict(read_manifest(data)["spectral"])
-    return spectral, PreparedBatches(data, config.batch_size, config.seed), PatchDataset(data, "val")
+    return spectral, PreparedBatches(data, config.batch_size, config.seed, ranks), PatchDataset(data, "val")
 
 
-@torch.no_grad()
-def validate(model: UNet, data: Sequence[Batch], spectral: SpectralConfig, config: TrainConfig) -> float:
-    model.eval()
-    count = min(len(data), config.max_val_pairs)
-    losses = []
-    for start in range(0, count, config.batch_size):
-        noisy, clean = collate([data[i] for i in range(start, min(count, start + config.batch_size))])
-        losses.append(loss_fn(model, noisy, clean, spectral, config.compression).item() * len(noisy))
-    model.train()
-    return sum(losses) / count
+def learning_rate(step: int, total: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total - config.warmup_steps))
+    low, high = config.final_learning_rate, config.learning_rate
+    return low + 0.5 * (high - low) * (1 + math.cos(math.pi * progress))
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    state = optimizer.state_dict()
-    tensors = {f"{index}.{name}": value for index, s in state["state"].items() for name, value in s.items()}
-    return tensors, {"param_groups": state["param_groups"]}
+class Trainer:
+    """One model, its optimizer and the run's state; ``fit`` runs the loop."""
+
+    def __init__(self, model: UNet, spectral: SpectralConfig, config: TrainConfig, device: torch.device):
+        self.model, self.spectral, self.config, self.device = model.to(device), spectral, config, device
+        self.loss_name = config.loss or DEFAULT_LOSS[model.config.target]
+        if self.loss_name not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss_name!r}; choose from {', '.join(LOSSES)}")
+        if config.select_by not in SELECTION:
+            raise ValueError(f"unknown selection metric {config.select_by!r}; choose from {', '.join(SELECTION)}")
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.network = self.model  # what the steps call: wrapped for DDP, compiled on request
+        self.state = {"step": 0, "epoch": 0, "best": None, "stale": 0, "seconds": 0.0}
+
+    def _autocast(self):
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+
+    def batch_loss(self, noisy: torch.Tensor, clean: torch.Tensor, network=None) -> tuple[torch.Tensor, torch.Tensor]:
+        noisy, clean = self._to_device(noisy), self._to_device(clean)
+        with self._autocast():
+            enhanced, features = enhance(network or self.network, noisy, self.spectral)
+        loss = loss_value(self.loss_name, enhanced, features, clean, self.spectral, self.config.compression)
+        return loss, enhanced
+
+    @torch.no_grad()
+    def validate(self, data: Sequence[Batch]) -> dict[str, float]:
+        self.model.eval()
+        count = min(len(data), self.config.max_val_pairs)
+        loss_sum, clean_energy, error_energy = 0.0, 0.0, 0.0
+        for start in range(0, count, self.config.batch_size):
+            noisy, clean = collate([data[i] for i in range(start, min(count, start + self.config.batch_size))])
+            loss, enhanced = self.batch_loss(noisy, clean, network=self.model)
+            loss_sum += loss.item() * len(noisy)
+            energy, error = magnitude_error(enhanced.cpu(), clean)
+            clean_energy, error_energy = clean_energy + energy, error_energy + error
+        self.model.train()
+        snr_db = 10 * math.log10(clean_energy / max(error_energy, 1e-20))
+        return {"val_loss": loss_sum / count, "val_snr_db": snr_db}
+
+    def improved(self, metrics: dict[str, float]) -> bool:
+        value = metrics[self.config.select_by]
+        sign = 1 if self.config.select_by == "val_snr_db" else -1
+        if self.state["best"] is None or sign * value > sign * self.state["best"]:
+            self.state["best"], self.state["stale"] = value, 0
+            return True
+        self.state["stale"] += 1
+        return False
+
+    def save_resume_point(self, path: Path, info: dict) -> None:
+        """Weights, optimizer, RNG and state in one file, replaced atomically."""
+        optimizer = self.optimizer.state_dict()
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        for index, values in optimizer["state"].items():
+            tensors |= {f"optimizer.{index}.{name}": v.detach().cpu().contiguous() for name, v in values.items()}
+        tensors["rng.cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        metadata = {
+            "state": json.dumps(self.state),
+            "param_groups": json.dumps(optimizer["param_groups"]),
+            "model": json.dumps(self.model.config.to_dict()),
+            "spectral": json.dumps(self.spectral.to_dict()),
+            "info": json.dumps(info),
+        }
+        write_atomic(path, lambda temp: save_file(tensors, temp, metadata=metadata))
+
+    def load_resume_point(self, path: Path) -> None:
+        try:
+            with safe_open(path, "pt") as handle:
+                metadata = handle.metadata()
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            spectral = SpectralConfig.from_dict(json.loads(metadata["spectral"]))
+            model_config = json.loads(metadata["model"])
+        except (SafetensorError, OSError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: corrupt resume checkpoint ({str(error).splitlines()[0]})") from None
+        if spectral != self.spectral:
+            raise TrainingError(f"{path}: the checkpoint's STFT settings differ from the training data's")
+        if model_config != self.model.config.to_dict():
+            raise TrainingError(f"{path}: the checkpoint's model settings differ from this run's ({model_config})")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value.to(self.device)
+        self.optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
+        torch.set_rng_state(tensors["rng.cpu"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.state = json.loads(metadata["state"])
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, groups: dict) -> None:
-    tensors = load_file(folder / OPTIMIZER)
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+def _history_rows(path: Path, up_to_step: int) -> list[list[str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    return [row for row in rows if int(row[0]) <= up_to_step]
+
+
+def write_history(path: Path, rows: list[list[str]]) -> None:
+    def write(temp: Path) -> None:
+        with temp.open("w", newline="") as handle:
+            csv.writer(handle).writerows([HISTORY_COLUMNS, *rows])
+
+    write_atomic(path, write)
+
+
+def plot_history(rows: list[list[str]], path: Path) -> None:
+    """Training and validation loss, and validation SNR, against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [int(r[0]) for r in rows]
+    figure, (losses, snr) = plt.subplots(1, 2, figsize=(10, 3.5))
+    losses.plot(steps, [float(r[2]) for r in rows], label="train (running)")
+    losses.plot(steps, [float(r[3]) for r in rows], label="validation")
+    losses.set(xlabel="step", ylabel="loss", yscale="log")
+    losses.legend()
+    snr.plot(steps, [float(r[4]) for r in rows], color="tab:green")
+    snr.set(xlabel="step", ylabel="validation magnitude SNR (dB)")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_atomic(path, lambda temp: temp.write_bytes(buffer.getvalue()))
+
+
+def _ranks_from_environment(device: torch.device) -> Ranks:
+    """Under torchrun: join the process group (NCCL on GPUs, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks()
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Ranks(torch.distributed.get_rank(), world)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: no CUDA device is available")
+    return torch.device(name)
 
 
 def train(
@@ -172,10 +322,12 @@ def train(
     resume: bool = False,
     init_from: str | Path | None = None,
 ) -> dict:
-    """Train until ``config.epochs`` are done on a prepared dataset folder or an on-the-fly source; returns
-    the final state. ``init_from`` starts from a checkpoint's weights (fine-tuning)."""
+    """Train until ``config.epochs`` are done (or early stopping) on a prepared dataset folder or an on-the-fly
+    source; returns the final state. ``init_from`` starts from a checkpoint's weights (fine-tuning)."""
     run_dir = Path(run_dir)
-    spectral, batches, val_data = open_source(data, config)
+    device = _device(config.device)
+    ranks = _ranks_from_environment(device)
+    spectral, batches, val_data = open_source(data, config, ranks)
     source_name = str(data) if not isinstance(data, OnTheFly) else f"on the fly: {data.speech} + {data.noise}"
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -184,94 +336,126 @@ def train(
         model, init_spectral, _ = load_checkpoint(init_from)
         if init_spectral != spectral:
             raise TrainingError(f"{source_name}: STFT settings differ from the checkpoint in {init_from}")
-        model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    state = {"step": 0, "epoch": 0, "best_val_loss": None, "seconds": 0.0}
-    last = run_dir / "last"
-    if resume and (last / STATE).is_file():
-        model, ckpt_spectral, _ = load_checkpoint(last)
-        if ckpt_spectral != spectral:
-            raise TrainingError(f"{source_name}: STFT settings differ from the checkpoint in {last}")
-        model.train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        saved = json.loads((last / STATE).read_text())
-        _load_optimizer(optimizer, last, saved["optimizer"])
-        state = saved["state"]
-    elif resume:
-        raise CheckpointError(f"{run_dir}: nothing to resume")
     model.train()
+    trainer = Trainer(model, spectral, config, device)
+    last, best = run_dir / "last", run_dir / "best"
+    if resume:
+        if not (last / RESUME).is_file():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no {last / RESUME})")
+        trainer.load_resume_point(last / RESUME)
+    state = trainer.state
+    if ranks.world > 1:
+        trainer.network = torch.nn.parallel.DistributedDataParallel(
+            trainer.model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        trainer.network = torch.compile(trainer.network)
     steps_per_epoch = batches.steps_per_epoch
     if steps_per_epoch == 0:
         raise TrainingError(f"{source_name}: an epoch holds fewer pairs than one batch of {config.batch_size}")
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    run_dir.mkdir(parents=True, exist_ok=True)
     history = run_dir / "history.csv"
-    info = {"train": asdict(config), "dataset": source_name, "init_from": str(init_from) if init_from else None}
+    rows = _history_rows(history, state["step"]) if ranks.main else []
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_history(history, rows)  # drops rows logged after the checkpoint a resume starts from
+    info = {
+        "train": asdict(config) | {"loss": trainer.loss_name, "processes": ranks.world},
+        "dataset": source_name,
+        "init_from": str(init_from) if init_from else None,
+    }
+    board = _tensorboard(run_dir) if config.tensorboard and ranks.main else None
 
     def checkpoint() -> None:
-        save_checkpoint(last, model, spectral, info | {"step": state["step"]})
-        tensors, groups = _optimizer_tensors(optimizer)
-        save_tensors_atomic(last / OPTIMIZER, tensors)
-        write_json(last / STATE, {"state": state, "optimizer": groups})
+        if ranks.main:
+            save_checkpoint(last, trainer.model, spectral, info | {"step": state["step"]})
+            trainer.save_resume_point(last / RESUME, info)
 
     def log_validation() -> None:
-        val_loss = validate(model, val_data, spectral, config)
-        new_file = not history.exists()
-        with history.open("a", newline="") as handle:
-            writer = csv.writer(handle)
-            if new_file:
-                writer.writerow(["step", "epoch", "train_loss", "val_loss", "learning_rate", "seconds"])
-            writer.writerow(
-                [
-                    state["step"],
-                    state["epoch"],
-                    f"{running:.6f}",
-                    f"{val_loss:.6f}",
-                    f"{lr:.3e}",
-                    f"{state['seconds']:.0f}",
-                ]
-            )
-        if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
-            state["best_val_loss"] = val_loss
-            save_checkpoint(run_dir / "best", model, spectral, info | {"step": state["step"], "val_loss": val_loss})
+        metrics = trainer.validate(val_data)
+        if trainer.improved(metrics) and ranks.main:
+            save_checkpoint(best, trainer.model, spectral, info | {"step": state["step"], **metrics})
+        if not ranks.main:
+            return
+        rows.append(
+            [
+                str(state["step"]),
+                str(state["epoch"]),
+                f"{running:.6f}",
+                f"{metrics['val_loss']:.6f}",
+                f"{metrics['val_snr_db']:.3f}",
+                f"{lr:.3e}",
+                f"{state['seconds']:.0f}",
+            ]
+        )
+        write_history(history, rows)
+        plot_history(rows, run_dir / "history.png")
+        if board is not None:
+            for name, value in metrics.items():
+                board.add_scalar(name, value, state["step"])
+            board.add_scalar("train_loss", running, state["step"])
+            board.flush()
 
-    running, lr = float("nan"), config.learning_rate
-    while state["epoch"] < config.epochs and state["step"] < total_steps:
+    def should_stop() -> bool:
+        return config.patience is not None and state["stale"] >= config.patience
+
+    running, lr = state.get("running_loss", float("nan")), config.learning_rate
+    while state["epoch"] < config.epochs and state["step"] < total_steps and not should_stop():
         done_in_epoch = state["step"] - state["epoch"] * steps_per_epoch
         bar = tqdm(
             batches.epoch(state["epoch"], done_in_epoch),
             initial=done_in_epoch,
             total=steps_per_epoch,
             desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
+            disable=not ranks.main or None,
         )
         started = time.perf_counter()
         for noisy, clean in bar:
             lr = learning_rate(state["step"], total_steps, config)
-            for group in optimizer.param_groups:
+            for group in trainer.optimizer.param_groups:
                 group["lr"] = lr
-            loss = loss_fn(model, noisy, clean, spectral, config.compression)
+            loss, _ = trainer.batch_loss(noisy, clean)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss.item()} at step {state['step']}; the last good checkpoint is in {last}"
                 )
-            optimizer.zero_grad()
+            trainer.optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
+            trainer.optimizer.step()
             running = loss.item() if math.isnan(running) else 0.98 * running + 0.02 * loss.item()
+            state["running_loss"] = running
             state["step"] += 1
             state["seconds"] += time.perf_counter() - started
             started = time.perf_counter()
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
-            if state["step"] % config.validate_every == 0:
+            if config.validate_every and state["step"] % config.validate_every == 0:
                 log_validation()
             if state["step"] % config.checkpoint_every == 0:
                 checkpoint()
-            if state["step"] >= total_steps:
+            if state["step"] >= total_steps or should_stop():
                 break
         if state["step"] >= (state["epoch"] + 1) * steps_per_epoch:
             state["epoch"] += 1
         log_validation()
         checkpoint()
-    return state
+    if board is not None:
+        board.close()
+    return state | {"weights_sha256": _weights_digest(trainer.model)}
+
+
+def _weights_digest(model: UNet) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise TrainingError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
