@@ -11,10 +11,14 @@ LOSSES = ("compressed-mse", "magnitude-mse", "log-mse", "huber-db")
 DEFAULT_LOSS = {"mask": "compressed-mse", "noise": "huber-db"}  # "huber-db" with the noise target is the reference
 
 
-def enhance(model: UNet, noisy: torch.Tensor, spectral: SpectralConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's enhanced magnitude and its scaled-dB features for a batch of noisy magnitude patches."""
+def enhance(
+    model: UNet, noisy: torch.Tensor, spectral: SpectralConfig, network: torch.nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The enhanced magnitude and its scaled-dB features for a batch of noisy magnitude patches.
+
+    ``network`` runs the model (a DDP or compiled wrapper of it); by default the model itself."""
     features = magnitude_to_features(noisy, spectral)
-    output = model(features).float()
+    output = (network or model)(features).float()
     if model.config.target == "noise":  # the reference subtracts the predicted noise in the scaled-dB domain
         enhanced_features = features - output
         return noisy * model.gain(output, spectral.db_scale), enhanced_features

@@ -184,7 +184,7 @@ class Trainer:
     def batch_loss(self, noisy: torch.Tensor, clean: torch.Tensor, network=None) -> tuple[torch.Tensor, torch.Tensor]:
         noisy, clean = self._to_device(noisy), self._to_device(clean)
         with self._autocast():
-            enhanced, features = enhance(network or self.network, noisy, self.spectral)
+            enhanced, features = enhance(self.model, noisy, self.spectral, network or self.network)
         loss = loss_value(self.loss_name, enhanced, features, clean, self.spectral, self.config.compression)
         return loss, enhanced
 
@@ -438,7 +438,8 @@ def train(
                 break
         if state["step"] >= (state["epoch"] + 1) * steps_per_epoch:
             state["epoch"] += 1
-        log_validation()
+        if not should_stop():  # an early stop has just validated
+            log_validation()
         checkpoint()
     if board is not None:
         board.close()

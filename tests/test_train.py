@@ -1,0 +1,148 @@
+"""The trainer: exact resume after kill -9, two-process DDP, NaN handling, corrupt checkpoints, losses, early stop."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import resume_state, write_corpus
+from safetensors import safe_open
+
+from audiodenoise.cli import main
+from audiodenoise.losses import LOSSES
+from audiodenoise.model import ModelConfig
+from audiodenoise.train import TrainConfig, TrainingError, train
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-corpus")
+    write_corpus(root, ("alice", "bob", "carol", "dave"), files_per_speaker=3)
+    out = root / "data"
+    argv = ["prepare", "--speech", str(root / "speech"), "--noise", str(root / "noise"), "-o", str(out)]
+    assert main(argv + ["--val-speakers", "1", "--workers", "1"]) == 0
+    return out
+
+
+def weights(run, folder="last"):
+    with safe_open(run / folder / "model.safetensors", "pt") as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+TRAIN = ["--batch-size", "2", "--threads", "1", "--epochs", "1", "--checkpoint-every", "2", "--validate-every", "4"]
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_weights(dataset, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(["train", str(dataset), str(straight), *TRAIN]) == 0
+    command = [sys.executable, "-m", "audiodenoise", "train", str(dataset), str(killed), *TRAIN]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume_point = killed / "last" / "training.safetensors"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if resume_point.is_file() and resume_state(killed)["step"] >= 4:
+            break
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    total = resume_state(straight)["step"]
+    assert 4 <= resume_state(killed)["step"] < total, "the kill should land in the middle of training"
+    assert main(["train", str(dataset), str(killed), *TRAIN, "--resume"]) == 0
+    assert resume_state(killed)["step"] == total
+    assert same_weights(weights(killed), weights(straight))
+    assert same_weights(weights(killed, "best"), weights(straight, "best"))
+
+    def logged(run):  # step, epoch, train, validation loss and SNR: all but the timing
+        return [line.split(",")[:5] for line in (run / "history.csv").read_text().splitlines()]
+
+    assert logged(killed) == logged(straight)
+    assert (killed / "history.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_rank(rank: int, world: int, port: int, dataset, run, results) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    config = TrainConfig(epochs=1, max_steps=3, batch_size=2, threads=1, validate_every=None, device="cpu")
+    state = train(dataset, run, ModelConfig(), config)
+    results.put((rank, state["weights_sha256"], state["step"]))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_ddp_processes_end_with_the_same_weights(dataset, tmp_path):
+    context = torch.multiprocessing.get_context("spawn")
+    results = context.Queue()
+    port = _free_port()
+    ranks = [context.Process(target=_ddp_rank, args=(r, 2, port, dataset, tmp_path / "run", results)) for r in (0, 1)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(timeout=300)
+    assert [process.exitcode for process in ranks] == [0, 0]
+    outcome = {rank: (digest, step) for rank, digest, step in (results.get(timeout=5) for _ in ranks)}
+    assert outcome[0] == outcome[1] and outcome[0][1] == 3
+    assert (tmp_path / "run" / "last" / "model.safetensors").is_file()  # written by rank 0
+
+
+def test_a_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(dataset, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(dataset), str(run), *TRAIN[:-4], "--epochs", "1", "--checkpoint-every", "2"]) == 0
+    before = weights(run)
+    monkeypatch.setattr("audiodenoise.train.loss_value", lambda *args, **kwargs: torch.tensor(float("nan")))
+    assert main(["train", str(dataset), str(run), *TRAIN[:-4], "--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "loss became nan" in err and str(run / "last") in err and "Traceback" not in err
+    assert same_weights(weights(run), before)
+
+
+def test_corrupt_or_mismatched_checkpoints_are_exit_2(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(dataset), str(run), *TRAIN[:-4], "--epochs", "1"]) == 0
+    resume_point = run / "last" / "training.safetensors"
+    resume_point.write_bytes(resume_point.read_bytes()[:1000])  # truncated
+    assert main(["train", str(dataset), str(run), "--resume", "--epochs", "2"]) == 2
+    assert "corrupt resume checkpoint" in capsys.readouterr().err
+    weights_file = run / "best" / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])
+    assert main(["denoise", str(dataset / "manifest.json"), "--model", str(run / "best")]) == 2
+    assert "corrupt or incompatible weights" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), str(tmp_path / "other")]) == 2
+    assert "not a dataset" in capsys.readouterr().err
+
+
+def test_resuming_with_other_stft_settings_is_refused(dataset, tmp_path):
+    from audiodenoise.spectral import SpectralConfig
+    from audiodenoise.train import Trainer, UNet
+
+    run = tmp_path / "run"
+    assert main(["train", str(dataset), str(run), *TRAIN[:-4], "--epochs", "1"]) == 0
+    other = Trainer(UNet(ModelConfig()), SpectralConfig(hop_length=32), TrainConfig(), torch.device("cpu"))
+    with pytest.raises(TrainingError, match="STFT settings differ"):
+        other.load_resume_point(run / "last" / "training.safetensors")
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("target", ["mask", "noise"])
+def test_every_loss_trains_both_targets(dataset, tmp_path, loss, target):
+    config = TrainConfig(epochs=1, max_steps=2, batch_size=2, threads=1, loss=loss, validate_every=None)
+    state = train(dataset, tmp_path / "run", ModelConfig(target=target), config)
+    assert state["step"] == 2 and torch.isfinite(torch.tensor(state["best"]))
+
+
+def test_early_stopping_ends_the_run(dataset, tmp_path):
+    # With a zero learning rate nothing improves after the first validation, so patience 2 stops at the third.
+    config = TrainConfig(epochs=50, batch_size=2, threads=1, learning_rate=0.0, validate_every=1, patience=2)
+    state = train(dataset, tmp_path / "run", ModelConfig(), config)
+    assert state["step"] == 3 and state["stale"] == 2
