@@ -117,3 +117,9 @@ def test_bad_dataset_and_corrupt_checkpoint_are_clear_errors(tmp_path, dataset, 
     (folder / "config.json").write_text("{}")
     with pytest.raises(CheckpointError):
         load_checkpoint(folder)
+
+
+def test_mix_with_silent_noise_returns_the_clean_signal():
+    clean = speech_like(1.0, RATE)
+    scaled, noisy = mix(clean, np.zeros_like(clean), 5.0, level_db=-20.0, peak_limit=0.99)
+    assert np.array_equal(scaled, noisy) and np.isfinite(noisy).all() and power(noisy) > 0

@@ -254,3 +254,14 @@ def test_noise_is_split_by_file_so_no_category_is_held_out_whole(tmp_path):
     splits = split_corpora(tmp_path / "speech", tmp_path / "noise", SplitConfig(val_fraction=0.3))
     assert "hiss" in {f.group for f in splits["train"].noise} & {f.group for f in splits["val"].noise}
     assert not {f.path for f in splits["train"].noise} & {f.path for f in splits["val"].noise}
+
+
+def test_clean_fraction_leaves_mixes_without_noise(corpus):
+    from audiodenoise.data.pairs import make_pair
+
+    speech = sorted((corpus / "speech" / "alice").glob("*.wav"))
+    noises = tuple(sorted((corpus / "noise").rglob("*.flac")))
+    for fraction, same in ((1.0, True), (0.0, False)):
+        mixing = MixConfig(clean_fraction=fraction)
+        (noisy, clean), errors = make_pair(speech[0], noises, (), np.random.default_rng(0), SpectralConfig(), mixing)
+        assert np.array_equal(noisy, clean) == same and not errors

@@ -131,6 +131,7 @@ def _mixing(args: argparse.Namespace):
         max_pause_ms=args.max_pause_ms,
         edge_pause_ms=args.edge_pause_ms,
         synthetic_noise_fraction=args.synthetic_noise_fraction,
+        clean_fraction=args.clean_fraction,
     )
 
 
@@ -274,6 +275,7 @@ def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-pause-ms", type=float, default=0.0, help="keep this much of each pause (0: none)")
     group.add_argument("--edge-pause-ms", type=float, default=0.0, help="add up to this much silence at each end")
     group.add_argument("--synthetic-noise-fraction", type=_fraction, default=0.3)
+    group.add_argument("--clean-fraction", type=_fraction, default=0.0, help="share of mixes with no noise at all")
     group.add_argument("--seed", type=int, default=0)
 
 

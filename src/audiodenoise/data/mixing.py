@@ -18,6 +18,7 @@ class MixConfig:
     level_db: tuple[float, float] = (-35.0, -15.0)  # RMS of the noisy mix, dBFS
     peak_limit: float = 0.99
     synthetic_noise_fraction: float = 0.3
+    clean_fraction: float = 0.0  # share of mixes left without noise, to learn to pass clean speech through
 
 
 def remove_silence(
@@ -67,7 +68,8 @@ def mix(
     """Mix at ``snr_db`` against ``speech_power`` (that of active speech; by default all of ``clean``),
     set the mix level, and scale both so nothing clips."""
     speech_power = power(clean) if speech_power is None else speech_power
-    noise_gain = np.sqrt(speech_power / (power(noise) * 10 ** (snr_db / 10) + 1e-20))
+    noise_power = power(noise)
+    noise_gain = np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10))) if noise_power > 0 else 0.0
     noisy = clean + noise_gain * noise
     gain = 10 ** (level_db / 20) / np.sqrt(power(noisy) + 1e-20)
     peak = np.max(np.abs(noisy)) * gain

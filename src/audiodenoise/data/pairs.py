@@ -46,13 +46,15 @@ def make_pair(
     if len(clean) < spectral.n_fft:
         return None, errors
     noise = None
-    if noises and rng.uniform() >= mixing.synthetic_noise_fraction:
+    if mixing.clean_fraction and rng.uniform() < mixing.clean_fraction:
+        noise = np.zeros(len(clean), np.float32)
+    elif noises and rng.uniform() >= mixing.synthetic_noise_fraction:
         noise_path = noises[int(rng.integers(len(noises)))]
         try:
             noise = _cleaned(noise_path, spectral, mixing)
         except AudioError as error:
             errors.append(str(error))
-    if noise is None or len(noise) < spectral.n_fft:
+    if noise is None or len(noise) < spectral.n_fft:  # no noise file, or one too short once cleaned
         kind = synth.KINDS[int(rng.integers(len(synth.KINDS)))]
 
         def babble_talkers(n: int) -> list[np.ndarray]:
