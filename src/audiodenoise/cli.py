@@ -232,6 +232,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import find_pairs, run
+    from .report import format_report
+
+    pairs = find_pairs(args.noisy, args.clean, args.pairs)[: args.max_files]
+    report = run(
+        pairs,
+        args.systems,
+        output_dir=args.output,
+        threads=args.threads,
+        progress=True,
+        log=lambda line: print(f"audiodenoise: {line}", file=sys.stderr),
+    )
+    print(format_report(report))
+    for score in report.failures:
+        print(f"audiodenoise: error: {score.pair} ({score.system}): {score.error}", file=sys.stderr)
+    if args.output:
+        print(f"report: {Path(args.output) / 'report.md'}")
+    return EXIT_FAILURES if report.failures or report.skipped else EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     for name in pretrained.available():
         marker = " (default)" if name == pretrained.DEFAULT_MODEL else ""
@@ -342,6 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last")
     train.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning)")
     train.set_defaults(run=cmd_train)
+
+    evaluation = commands.add_parser("evaluate", help="score systems on paired noisy and clean recordings")
+    evaluation.add_argument("--noisy", help="folder (or file) of noisy recordings, matched to --clean by name")
+    evaluation.add_argument("--clean", help="folder (or file) of the clean references")
+    evaluation.add_argument(
+        "--pairs", help="CSV with columns noisy,clean[,snr_db], or id[,snr_db] with noisy/ and clean/ beside it"
+    )
+    evaluation.add_argument(
+        "--systems",
+        nargs="+",
+        default=["noisy", "default"],
+        metavar="SYSTEM",
+        help="noisy, a bundled model or checkpoint folder, noisereduce-stationary, noisereduce-nonstationary, "
+        "rnnoise, deepfilternet3 (default: noisy default)",
+    )
+    evaluation.add_argument("-o", "--output", help="report folder: scores.csv, report.json, report.md, plots")
+    evaluation.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for every system")
+    evaluation.add_argument("--max-files", type=_positive_int, default=None, help="only the first N pairs")
+    evaluation.set_defaults(run=cmd_evaluate)
 
     models = commands.add_parser("models", help="list the bundled models")
     models.set_defaults(run=cmd_models)
