@@ -356,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     train.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
-    train.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    train.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=True, help="channels-last memory format"
+    )
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     train.add_argument("--loader-workers", type=int, default=1, help="processes that mix on the fly")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")

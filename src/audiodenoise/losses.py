@@ -18,7 +18,7 @@ def enhance(
 
     ``network`` runs the model (a DDP or compiled wrapper of it); by default the model itself."""
     features = magnitude_to_features(noisy, spectral)
-    output = (network or model)(features).float()
+    output = (model if network is None else network)(features).float()
     if model.config.target == "noise":  # the reference subtracts the predicted noise in the scaled-dB domain
         enhanced_features = features - output
         return noisy * model.gain(output, spectral.db_scale), enhanced_features
