@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import CORPUS, ROOT, machine, write_results
+from common import CORPUS, ROOT, machine, print_table, write_results
 
 from audiodenoise import evaluate
 from audiodenoise.audio import read_mono
@@ -54,6 +54,16 @@ def residual_delays(report: evaluate.Report) -> dict[str, list[int]]:
     return lags
 
 
+def clean_input(pairs: list[evaluate.Pair], systems: list[str], threads: int) -> dict[str, dict]:
+    """Each system on the clean speech alone: SI-SDR of its output against its input (target: at least 25 dB)."""
+    report = evaluate.run([evaluate.Pair(p.id, p.clean, p.clean) for p in pairs], systems, threads=threads)
+    found = {}
+    for name, stats in report.summary().items():
+        values = [s.values["si_sdr"] for s in report.scores if s.system == name and not s.error]
+        found[name] = {"mean_si_sdr": stats["si_sdr"].mean, "min_si_sdr": min(values), "files": len(values)}
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--systems", nargs="+", default=["default", *(p for p in PEERS if p != "noisy")])
@@ -79,6 +89,12 @@ def main() -> None:
         )
     residual = residual_delays(report)
     print("lag after compensation on the example pairs (samples):", residual)
+    untouched = clean_input(pairs, args.systems, args.threads)
+    print("\nclean speech in: SI-SDR (dB) of the output against the input")
+    print_table(
+        ["system", "mean", "worst file"],
+        [[name, found["mean_si_sdr"], found["min_si_sdr"]] for name, found in untouched.items() if name != "noisy"],
+    )
     write_results(
         args.name,
         {
@@ -86,6 +102,7 @@ def main() -> None:
             **report_json(report),
             "peer_delays": delays,
             "residual_delays": residual,
+            "clean_input": untouched,
             "report": str(output.relative_to(ROOT)),
             "versions": versions(),
         },
