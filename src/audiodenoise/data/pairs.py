@@ -25,15 +25,16 @@ def _cleaned(path: Path, spectral: SpectralConfig, mixing: MixConfig) -> np.ndar
     return without_silence(read_mono(path, spectral.sample_rate), spectral, mixing)
 
 
-def make_pair(
+def mix_signals(
     clean_path: Path,
     noises: tuple[Path, ...],
     talkers: tuple[Path, ...],
     rng: np.random.Generator,
     spectral: SpectralConfig,
     mixing: MixConfig,
-) -> tuple[PatchPair | None, list[str]]:
-    """Patches of one mixture (None if the clean clip is too long or silent), and the errors of unreadable sources.
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, list[str]]:
+    """One mixture's (noisy, clean) signals (None if the clean clip is too long or silent), and the errors of
+    unreadable sources.
 
     ``noises`` and ``talkers`` (speech for babble) are the split's own files. An unreadable clean clip raises
     AudioError; an unreadable noise or talker is reported and replaced by synthetic noise or left out."""
@@ -81,7 +82,22 @@ def make_pair(
         peak_limit=mixing.peak_limit,
         speech_power=speech_power,
     )
-    magnitudes = signal_magnitude(torch.from_numpy(np.stack([noisy, clean])), spectral)
+    return (noisy, clean), errors
+
+
+def make_pair(
+    clean_path: Path,
+    noises: tuple[Path, ...],
+    talkers: tuple[Path, ...],
+    rng: np.random.Generator,
+    spectral: SpectralConfig,
+    mixing: MixConfig,
+) -> tuple[PatchPair | None, list[str]]:
+    """The magnitude patches of ``mix_signals``'s mixture."""
+    signals, errors = mix_signals(clean_path, noises, talkers, rng, spectral, mixing)
+    if signals is None:
+        return None, errors
+    magnitudes = signal_magnitude(torch.from_numpy(np.stack(signals)), spectral)
     noisy_patches = split_patches(magnitudes[0], spectral).numpy()
     clean_patches = split_patches(magnitudes[1], spectral).numpy()
     return (noisy_patches, clean_patches), errors

@@ -1,0 +1,66 @@
+"""Choose a model's default strength on held-out validation speakers, not on dev-eval.
+
+Mixes pairs from the validation split that training used (same split options and seed), denoises them at
+each strength, and prints mean PESQ, STOI and SI-SDR; the best strength by the chosen metric is reported."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from common import CORPUS, print_table, write_results
+
+from audiodenoise.data.mixing import MixConfig
+from audiodenoise.data.pairs import mix_signals
+from audiodenoise.data.splits import SplitConfig, split_corpora
+from audiodenoise.denoiser import Denoiser
+from audiodenoise.metrics import score
+from audiodenoise.spectral import SpectralConfig
+
+
+def validation_pairs(count: int, split: SplitConfig, mixing: MixConfig, seed: int) -> list[tuple]:
+    val = split_corpora(CORPUS / "speech", CORPUS / "noise", split)["val"]
+    noises, talkers = tuple(f.path for f in val.noise), tuple(f.path for f in val.speech)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for index in rng.permutation(len(val.speech)):
+        signals, _ = mix_signals(val.speech[index].path, noises, talkers, rng, SpectralConfig(), mixing)
+        if signals is not None:
+            pairs.append(signals)
+        if len(pairs) == count:
+            break
+    return pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9, 1.0])
+    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--val-fraction", type=float, default=0.06, help="as in training")
+    parser.add_argument("--split-seed", type=int, default=0, help="as in training")
+    parser.add_argument("--select-by", choices=("pesq", "stoi", "si_sdr"), default="pesq")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    mixing = MixConfig(max_pause_ms=400, edge_pause_ms=500)
+    split = SplitConfig(val_fraction=args.val_fraction, seed=args.split_seed)
+    pairs = validation_pairs(args.pairs, split, mixing, seed=1)
+    rate = SpectralConfig().sample_rate
+    rows, results = [], {}
+    for strength in args.strengths:
+        denoiser = Denoiser.from_pretrained(args.model, strength=strength, threads=args.threads)
+        scores = [score(clean, denoiser(noisy, rate), rate) for noisy, clean in pairs]
+        means = {m: float(np.nanmean([s[m] for s in scores])) for m in ("pesq", "stoi", "si_sdr")}
+        results[f"{strength:g}"] = means
+        rows.append([f"{strength:g}", means["pesq"], means["stoi"], means["si_sdr"]])
+    print_table(["strength", "PESQ", "STOI", "SI-SDR (dB)"], rows)
+    best = max(results, key=lambda s: results[s][args.select_by])
+    print(f"best strength by {args.select_by}: {best}")
+    write_results(
+        "tune_strength",
+        {"model": args.model, "pairs": len(pairs), "select_by": args.select_by, "best": best, "results": results},
+    )
+
+
+if __name__ == "__main__":
+    main()
