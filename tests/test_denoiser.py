@@ -66,3 +66,19 @@ def test_silence_stays_silence_and_bad_arrays_are_refused(identity):
         identity(np.zeros(0, np.float32), RATE)
     with pytest.raises(ValueError):
         Denoiser(identity_model(), SpectralConfig(), strength=2.0)
+
+
+def test_unknown_inference_defaults_in_a_checkpoint_are_a_clear_error(identity_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from audiodenoise.checkpoint import CheckpointError
+
+    folder = tmp_path / "model"
+    shutil.copytree(identity_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"inference": {"strength": 0.5, "volume": 11}}))
+    with pytest.raises(CheckpointError, match="unknown inference setting.*volume"):
+        Denoiser.from_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(config | {"inference": {"strength": 0.5}}))
+    assert Denoiser.from_pretrained(folder).strength == 0.5

@@ -11,7 +11,7 @@ import torch
 
 from . import pretrained
 from .audio import AtomicWriter, AudioError, ResampleStream, fit_frames, inspect_audio, read_blocks
-from .checkpoint import load_checkpoint
+from .checkpoint import CONFIG, CheckpointError, load_checkpoint
 from .model import UNet
 from .spectral import (
     BlockPlan,
@@ -25,6 +25,7 @@ from .spectral import (
 )
 
 READ_BLOCK_FRAMES = 1 << 16
+INFERENCE_OPTIONS = {"strength", "atten_lim_db"}  # what a checkpoint's "inference" defaults may set
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,11 @@ class Denoiser:
         Options left out or None take the checkpoint's ``inference`` defaults (e.g. its tuned strength)."""
         folder = pretrained.resolve(name_or_path)
         model, spectral, config = load_checkpoint(folder)
-        for key, value in config.get("inference", {}).items():
+        defaults = config.get("inference", {})
+        unknown = sorted(set(defaults) - INFERENCE_OPTIONS) if isinstance(defaults, dict) else ["(not a mapping)"]
+        if unknown:
+            raise CheckpointError(f"{folder / CONFIG}: unknown inference setting(s) {', '.join(unknown)}")
+        for key, value in defaults.items():
             if options.get(key) is None:
                 options[key] = value
         return cls(model, spectral, name=folder.name, **options)
