@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/memory.py
 	$(PYTHON) benchmarks/prepare.py
 	$(PYTHON) benchmarks/train_speed.py
+	$(PYTHON) benchmarks/serve_load.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts

@@ -12,13 +12,14 @@ from pathlib import Path
 from . import pretrained
 from .audio import AUDIO_SUFFIXES, AudioError
 from .checkpoint import CheckpointError
+from .client import ServerError
 from .data.corpus import FORMATS
 from .data.dataset import DatasetError
 from .losses import LOSSES
 from .train import SELECTION, TrainingError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
-USER_ERRORS = (AudioError, CheckpointError, DatasetError, TrainingError, ValueError, OSError)
+USER_ERRORS = (AudioError, CheckpointError, DatasetError, ServerError, TrainingError, ValueError, OSError)
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,6 @@ def _same_file(a: Path, b: Path) -> bool:
 def cmd_denoise(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .denoiser import Denoiser
-
     jobs, failures = expand_inputs(args.inputs)
     unmatched = len(failures)
     for line in failures:
@@ -90,9 +89,18 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     if not jobs:
         return EXIT_FAILURES
     single_file = len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
-    denoiser = Denoiser.from_pretrained(
-        args.model, strength=args.strength, atten_lim_db=args.atten_lim_db, threads=args.threads
-    )
+    if args.server:
+        from .client import RemoteDenoiser
+
+        if args.atten_lim_db is not None or args.threads is not None:
+            raise ValueError("--atten-lim-db and --threads apply to local denoising, not to --server")
+        denoiser = RemoteDenoiser(args.server, args.model, args.strength)
+    else:
+        from .denoiser import Denoiser
+
+        denoiser = Denoiser.from_pretrained(
+            args.model, strength=args.strength, atten_lim_db=args.atten_lim_db, threads=args.threads
+        )
     audio_seconds = processing_seconds = 0.0
     bar = tqdm(jobs, unit="file", desc="denoising", disable=args.quiet or None, file=sys.stderr)
     for job in bar:
@@ -253,6 +261,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if report.failures or report.skipped else EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import Limits, serve
+
+    limits = Limits(args.max_upload_mb, args.max_seconds, args.workers, args.queue)
+    return serve(args.model or ["default"], args.host, args.port, limits, args.threads)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     for name in pretrained.available():
         marker = " (default)" if name == pretrained.DEFAULT_MODEL else ""
@@ -264,6 +279,27 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be within [0, 65535], not {value}")
     return value
 
 
@@ -307,13 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     denoise = commands.add_parser("denoise", help="denoise audio files")
     denoise.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or globs")
     denoise.add_argument("-o", "--output", help="output file (one input file) or folder")
-    denoise.add_argument("--model", default="default", help="bundled model name or checkpoint folder")
+    denoise.add_argument(
+        "--model", default="default", help="bundled model name or checkpoint folder (with --server: a server's model)"
+    )
     denoise.add_argument(
         "--strength", type=_fraction, default=None, help="0 keeps the input, 1 full denoising (default: the model's)"
     )
     denoise.add_argument("--atten-lim-db", type=float, default=None, help="remove at most this many dB of noise")
     denoise.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for inference")
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    denoise.add_argument("--server", metavar="URL", help="send the files to a running 'audiodenoise serve' at URL")
     denoise.set_defaults(run=cmd_denoise)
 
     prepare = commands.add_parser("prepare", help="mix speech and noise corpora into training patches")
@@ -384,6 +423,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for every system")
     evaluation.add_argument("--max-files", type=_positive_int, default=None, help="only the first N pairs")
     evaluation.set_defaults(run=cmd_evaluate)
+
+    serve = commands.add_parser("serve", help="HTTP API and web page for denoising")
+    serve.add_argument(
+        "--model",
+        nargs="+",
+        action="extend",
+        metavar="NAME_OR_FOLDER",
+        help="models offered (repeatable); the first is the default (default: the bundled default)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
+    serve.add_argument("--max-upload-mb", type=_positive_float, default=50.0, help="larger uploads get 413")
+    serve.add_argument("--max-seconds", type=_positive_float, default=600.0, help="longer audio gets 413")
+    serve.add_argument("--workers", type=_positive_int, default=2, help="requests denoised at once")
+    serve.add_argument(
+        "--queue", type=_non_negative_int, default=16, help="requests that may wait for a worker; more get 503"
+    )
+    serve.add_argument(
+        "--threads", type=_positive_int, default=None, help="CPU threads per worker (default: cores / workers)"
+    )
+    serve.set_defaults(run=cmd_serve)
 
     models = commands.add_parser("models", help="list the bundled models")
     models.set_defaults(run=cmd_models)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,12 @@ class Denoiser:
             if options.get(key) is None:
                 options[key] = value
         return cls(model, spectral, name=folder.name, **options)
+
+    def with_strength(self, strength: float) -> Denoiser:
+        """The same model, weights shared, at another strength."""
+        variant = copy.copy(self)
+        variant.strength = strength
+        return variant
 
     @property
     def sample_rate(self) -> int:

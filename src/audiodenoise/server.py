@@ -1,0 +1,328 @@
+"""``audiodenoise serve``: an HTTP API and a web page over the same Denoiser the command line uses.
+
+Uploads are held in memory only (never written to disk) and denoised in a bounded pool of worker threads;
+requests beyond the workers and the waiting queue get 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import soundfile as sf
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from python_multipart import FormParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError
+from .checkpoint import CheckpointError
+from .denoiser import Denoiser
+
+WEB_DIR = Path(__file__).parent / "web"
+MEDIA_TYPES = {"WAV": "audio/wav", "WAVEX": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg"}
+SUFFIXES = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3"}
+PAGE_POLICY = "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; object-src 'none'"
+BINARY = {"type": "string", "format": "binary"}
+DENOISE_BODY = {
+    "required": True,
+    "description": "the audio file, as multipart field `file` or as the raw body with an audio Content-Type",
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": BINARY}}},
+        "audio/*": {"schema": BINARY},
+        "application/octet-stream": {"schema": BINARY},
+    },
+}
+ERROR_RESPONSES = {
+    status: {"description": text, "content": {"application/json": {"example": {"error": "what went wrong"}}}}
+    for status, text in {
+        400: "unknown model",
+        413: "upload or audio too long",
+        415: "not audio",
+        422: "corrupt audio or bad parameters",
+        503: "queue full; see Retry-After",
+    }.items()
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_mb: float = 50.0
+    max_seconds: float = 600.0
+    workers: int = 2
+    queue: int = 16  # requests that may wait for a worker
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+
+@dataclass
+class Load:
+    pending: int = 0  # requests admitted and not yet answered
+    recent_seconds: float = 1.0  # processing time of the last request, for Retry-After
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    filename: str | None
+
+
+@dataclass(frozen=True)
+class Denoised:
+    data: bytes
+    format: str
+    audio_seconds: float
+    processing_seconds: float
+
+
+def load_models(names_or_folders: list[str], threads: int | None = None) -> dict[str, Denoiser]:
+    """The models a server offers, by name (the first is the default); requests can only pick among these."""
+    models: dict[str, Denoiser] = {}
+    for item in names_or_folders:
+        denoiser = Denoiser.from_pretrained(item, threads=threads)
+        if denoiser.name in models:
+            raise CheckpointError(f"two of the models given are named {denoiser.name!r}; give each a distinct name")
+        models[denoiser.name] = denoiser
+    return models
+
+
+def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAPI:
+    pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="denoise")
+    default_model = next(iter(models))
+    load = Load()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="audiodenoise",
+        summary="Speech denoising with a spectrogram U-Net",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+
+    @app.get("/healthz", summary="liveness, load and limits")
+    def healthz() -> dict:
+        return {
+            "status": "ok",
+            "busy": load.pending,
+            "capacity": limits.workers + limits.queue,
+            "max_upload_mb": limits.max_upload_mb,
+            "max_seconds": limits.max_seconds,
+        }
+
+    @app.get("/v1/models", summary="the models this server offers")
+    def list_models() -> dict:
+        return {
+            "default": default_model,
+            "models": [
+                {"name": name, "sample_rate": d.sample_rate, "strength": d.strength} for name, d in models.items()
+            ],
+        }
+
+    @app.post(
+        "/v1/denoise",
+        summary="denoise one audio file",
+        description="Returns the denoised audio in the input's format, length, sample rate and channels. "
+        "X-Processing-Time (seconds) and X-Real-Time-Factor report the work.",
+        response_class=Response,
+        responses={200: {"content": {"audio/*": {"schema": BINARY}}}, **ERROR_RESPONSES},
+        openapi_extra={"requestBody": DENOISE_BODY},
+    )
+    async def denoise(
+        request: Request,
+        strength: float | None = Query(None, ge=0.0, le=1.0, description="0 keeps the input, 1 the raw model"),
+        model: str | None = Query(None, description="a name from /v1/models (default: the server's first)"),
+    ) -> Response:
+        denoiser = _pick(models, default_model, model, strength)
+        if load.pending >= limits.workers + limits.queue:
+            wait = math.ceil(load.recent_seconds * load.pending / limits.workers)
+            raise HTTPException(503, "the server is busy; retry later", headers={"Retry-After": str(max(1, wait))})
+        load.pending += 1
+        try:
+            upload = await read_upload(request, limits.max_upload_bytes)
+            job = pool.submit(denoise_bytes, denoiser, upload.data, limits.max_seconds)
+            result = await asyncio.wrap_future(job)
+        finally:
+            load.pending -= 1
+        load.recent_seconds = result.processing_seconds
+        return Response(
+            result.data,
+            media_type=MEDIA_TYPES.get(result.format, "application/octet-stream"),
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(output_name(upload, result.format))}",
+                "X-Model": denoiser.name,
+                "X-Processing-Time": f"{result.processing_seconds:.3f}",
+                "X-Real-Time-Factor": f"{result.processing_seconds / result.audio_seconds:.4f}",
+            },
+        )
+
+    return app
+
+
+def _pick(models: dict[str, Denoiser], default_model: str, model: str | None, strength: float | None) -> Denoiser:
+    """The requested model by name only (never a path), with the request's strength."""
+    name = default_model if model in (None, "default") else model
+    if name not in models:
+        raise HTTPException(400, f"unknown model {model!r}; this server offers {', '.join(models)}")
+    if strength is None:
+        return models[name]
+    return models[name].with_strength(strength)
+
+
+async def read_upload(request: Request, limit: int) -> Upload:
+    """The audio bytes of a multipart field ``file`` or of a raw body, in memory, refused past ``limit`` bytes."""
+    too_large = HTTPException(413, f"upload over this server's limit of {limit / 2**20:g} MB")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    content_type = request.headers.get("content-type", "")
+    mime, options = parse_options_header(content_type)
+    files, fields = {}, {}
+    if mime == b"multipart/form-data":
+        if not options.get(b"boundary"):
+            raise HTTPException(422, "malformed multipart body (no boundary in its Content-Type)")
+        parser = FormParser(
+            "multipart/form-data",
+            on_field=lambda field: fields.setdefault(field.field_name, field.value),
+            on_file=lambda file: files.setdefault(file.field_name, file),
+            boundary=options.get(b"boundary"),
+            config={"MAX_MEMORY_FILE_SIZE": limit + 1},  # keeps every part in memory
+        )
+        write = parser.write
+    elif mime.startswith(b"audio/") or mime == b"application/octet-stream":
+        chunks = []
+        write = chunks.append
+    else:
+        raise HTTPException(
+            415, f"unsupported Content-Type {content_type!r}: send multipart field 'file' or raw audio/* bytes"
+        )
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise too_large
+            write(chunk)
+        if mime != b"multipart/form-data":
+            return _non_empty(Upload(b"".join(chunks), None))
+        parser.finalize()
+    except FormParserError as error:
+        raise HTTPException(422, f"malformed multipart body ({error})") from None
+    if b"file" in files:
+        file = files[b"file"]
+        file.file_object.seek(0)
+        return _non_empty(Upload(file.file_object.read(), (file.file_name or b"").decode(errors="replace") or None))
+    if b"file" in fields:
+        return _non_empty(Upload(fields[b"file"] or b"", None))
+    raise HTTPException(422, "the multipart body has no field 'file'")
+
+
+def _non_empty(upload: Upload) -> Upload:
+    if not upload.data:
+        raise HTTPException(422, "empty upload (0 bytes)")
+    return upload
+
+
+def denoise_bytes(denoiser: Denoiser, data: bytes, max_seconds: float) -> Denoised:
+    """Decode, denoise and encode again in the input's format; runs in a worker thread."""
+    started = time.perf_counter()
+    try:
+        handle = sf.SoundFile(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise HTTPException(415, f"not a readable audio file ({_reason(error)})") from None
+    with handle:
+        rate, frames, audio_format, subtype = handle.samplerate, handle.frames, handle.format, handle.subtype
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise HTTPException(422, f"unsupported sample rate {rate} Hz")
+        if frames > max_seconds * rate:
+            raise HTTPException(413, f"{frames / rate:.1f} s of audio is over this server's limit of {max_seconds:g} s")
+        try:
+            audio = handle.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise HTTPException(422, f"corrupt or truncated audio ({_reason(error)})") from None
+    if not len(audio):
+        raise HTTPException(422, "the file contains no audio samples")
+    try:
+        output = denoiser(audio, rate)
+    except AudioError as error:
+        raise HTTPException(422, str(error)) from None
+    if subtype not in ("FLOAT", "DOUBLE"):
+        output = np.clip(output, -1.0, 1.0)  # integer formats and lossy codecs need samples within full scale
+    encoded = io.BytesIO()
+    sf.write(encoded, output, rate, format=audio_format, subtype=subtype)
+    return Denoised(encoded.getvalue(), audio_format, len(audio) / rate, time.perf_counter() - started)
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "error_string", None) or str(error).splitlines()[-1]
+
+
+def output_name(upload: Upload, audio_format: str) -> str:
+    """``<stem>_denoised<suffix>``, the command line's naming, from the uploaded file's name."""
+    name = Path(upload.filename or "audio").name
+    suffix = Path(name).suffix or SUFFIXES.get(audio_format, f".{audio_format.lower()}")
+    return f"{Path(name).stem or 'audio'}_denoised{suffix}"
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors())
+    return JSONResponse({"error": problems}, status_code=422)
+
+
+async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": "internal server error; the server's log has the details"}, status_code=500)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, so that a port in use is a one-line error before the server starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise OSError(f"cannot listen on {host}:{port} ({reason})") from None
+
+
+def serve(models: list[str], host: str, port: int, limits: Limits, threads: int | None = None) -> int:
+    import uvicorn
+
+    threads = threads or max(1, (os.cpu_count() or 1) // limits.workers)
+    app = create_app(load_models(models, threads), limits)
+    sock = listen(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"audiodenoise: serving on http://{shown_host}:{bound_port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="info", server_header=False)).run(sockets=[sock])
+    return 0

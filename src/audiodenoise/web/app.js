@@ -1,0 +1,237 @@
+"use strict";
+// The audiodenoise page: send a file to /v1/denoise, play both versions, draw their spectrograms.
+
+const $ = (id) => document.getElementById(id);
+const SPECTRUM_RATE = 22050; // decode at the model's rate: 0 to 11 kHz shown
+const FFT_SIZE = 512;
+const DYNAMIC_RANGE_DB = 90;
+const COLORS = [[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]]; // magma-like
+
+const state = { file: null, inputSpectrogram: null, inputUrl: null, resultUrl: null };
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function setStatus(message) {
+  $("status").textContent = message;
+}
+
+async function loadModels() {
+  try {
+    const response = await fetch("v1/models");
+    const listing = await response.json();
+    for (const model of listing.models) {
+      const option = new Option(model.name, model.name, false, model.name === listing.default);
+      option.dataset.strength = model.strength;
+      $("model").append(option);
+    }
+    useModelStrength();
+  } catch (error) {
+    showError(`Cannot reach the server (${error.message}).`);
+  }
+}
+
+function useModelStrength() {
+  const selected = $("model").selectedOptions[0];
+  if (selected) $("strength").value = selected.dataset.strength;
+  $("strength-value").textContent = Number($("strength").value).toFixed(2);
+}
+
+function forgetResult() {
+  if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
+  state.resultUrl = null;
+  $("after").removeAttribute("src");
+  $("download").hidden = true;
+  clearCanvas($("after-spectrogram"));
+}
+
+async function pick(file) {
+  if (!file) return;
+  forgetResult();
+  if (state.inputUrl) URL.revokeObjectURL(state.inputUrl);
+  showError("");
+  state.file = file;
+  state.inputUrl = URL.createObjectURL(file);
+  $("before-name").textContent = file.name;
+  $("before").src = state.inputUrl;
+  $("run").disabled = false;
+  state.inputSpectrogram = await spectrogramOf(file);
+  if (state.inputSpectrogram) draw($("before-spectrogram"), state.inputSpectrogram, state.inputSpectrogram.peak);
+  await denoise();
+}
+
+function outputName(name) {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 ? `${name.slice(0, dot)}_denoised${name.slice(dot)}` : `${name}_denoised`;
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body.error) return `${body.error} (HTTP ${response.status})`;
+  } catch (ignored) {
+    // not JSON: fall through to the status line
+  }
+  return `The server answered ${response.status} ${response.statusText}.`;
+}
+
+async function denoise() {
+  if (!state.file) return;
+  forgetResult();
+  showError("");
+  $("run").disabled = true;
+  setStatus(`Denoising ${state.file.name}…`);
+  const form = new FormData();
+  form.append("file", state.file);
+  const query = new URLSearchParams({ strength: $("strength").value, model: $("model").value });
+  try {
+    const response = await fetch(`v1/denoise?${query}`, { method: "POST", body: form });
+    if (!response.ok) {
+      setStatus("");
+      showError(await errorMessage(response));
+      return;
+    }
+    const result = await response.blob();
+    state.resultUrl = URL.createObjectURL(result);
+    $("after").src = state.resultUrl;
+    $("download").href = state.resultUrl;
+    $("download").download = outputName(state.file.name);
+    $("download").hidden = false;
+    const seconds = response.headers.get("X-Processing-Time");
+    const factor = response.headers.get("X-Real-Time-Factor");
+    setStatus(`Done in ${seconds} s (real-time factor ${factor}) with ${response.headers.get("X-Model")}.`);
+    const output = await spectrogramOf(result);
+    if (output) draw($("after-spectrogram"), output, state.inputSpectrogram ? state.inputSpectrogram.peak : output.peak);
+  } catch (error) {
+    setStatus("");
+    showError(`The request failed (${error.message}).`);
+  } finally {
+    $("run").disabled = false;
+  }
+}
+
+// --- spectrograms ------------------------------------------------------------------------------
+
+async function spectrogramOf(blob) {
+  let audio;
+  try {
+    const context = new OfflineAudioContext(1, 1, SPECTRUM_RATE);
+    audio = await context.decodeAudioData(await blob.arrayBuffer());
+  } catch (error) {
+    return null; // a format this browser cannot decode: the players and the download still work
+  }
+  const samples = new Float32Array(audio.length);
+  for (let c = 0; c < audio.numberOfChannels; c++) {
+    const channel = audio.getChannelData(c);
+    for (let i = 0; i < samples.length; i++) samples[i] += channel[i] / audio.numberOfChannels;
+  }
+  return powerSpectrogram(samples, $("before-spectrogram").width);
+}
+
+function powerSpectrogram(samples, columns) {
+  const bins = FFT_SIZE / 2;
+  const hop = Math.max(1, (samples.length - FFT_SIZE) / Math.max(1, columns - 1));
+  const window = Float32Array.from({ length: FFT_SIZE }, (_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / FFT_SIZE));
+  const db = new Float32Array(columns * bins);
+  const re = new Float32Array(FFT_SIZE);
+  const im = new Float32Array(FFT_SIZE);
+  let peak = -Infinity;
+  for (let column = 0; column < columns; column++) {
+    const start = Math.round(column * hop);
+    for (let i = 0; i < FFT_SIZE; i++) {
+      re[i] = (samples[start + i] || 0) * window[i];
+      im[i] = 0;
+    }
+    fft(re, im);
+    for (let bin = 0; bin < bins; bin++) {
+      const value = 10 * Math.log10(re[bin] * re[bin] + im[bin] * im[bin] + 1e-12);
+      db[column * bins + bin] = value;
+      peak = Math.max(peak, value);
+    }
+  }
+  return { db, columns, bins, peak };
+}
+
+function fft(re, im) {
+  // In-place radix-2 FFT.
+  const n = re.length;
+  for (let i = 1, j = 0; i < n; i++) {
+    let bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) {
+      [re[i], re[j]] = [re[j], re[i]];
+      [im[i], im[j]] = [im[j], im[i]];
+    }
+  }
+  for (let size = 2; size <= n; size <<= 1) {
+    const angle = (-2 * Math.PI) / size;
+    for (let start = 0; start < n; start += size) {
+      for (let k = 0; k < size / 2; k++) {
+        const wr = Math.cos(angle * k);
+        const wi = Math.sin(angle * k);
+        const a = start + k;
+        const b = a + size / 2;
+        const tr = re[b] * wr - im[b] * wi;
+        const ti = re[b] * wi + im[b] * wr;
+        re[b] = re[a] - tr;
+        im[b] = im[a] - ti;
+        re[a] += tr;
+        im[a] += ti;
+      }
+    }
+  }
+}
+
+function color(level) {
+  const position = Math.min(1, Math.max(0, level)) * (COLORS.length - 1);
+  const low = Math.floor(position);
+  const high = Math.min(low + 1, COLORS.length - 1);
+  const t = position - low;
+  return COLORS[low].map((value, i) => value + (COLORS[high][i] - value) * t);
+}
+
+function draw(canvas, spectrogram, peakDb) {
+  const { db, columns, bins } = spectrogram;
+  canvas.width = columns;
+  canvas.height = bins;
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(columns, bins);
+  for (let column = 0; column < columns; column++) {
+    for (let bin = 0; bin < bins; bin++) {
+      const [r, g, b] = color(1 + (db[column * bins + bin] - peakDb) / DYNAMIC_RANGE_DB);
+      const offset = 4 * ((bins - 1 - bin) * columns + column);
+      image.data.set([r, g, b, 255], offset);
+    }
+  }
+  context.putImageData(image, 0, 0);
+  canvas.dataset.drawn = "true";
+}
+
+function clearCanvas(canvas) {
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  delete canvas.dataset.drawn;
+}
+
+// --- wiring ------------------------------------------------------------------------------------
+
+$("file").addEventListener("change", () => pick($("file").files[0]));
+$("run").addEventListener("click", denoise);
+$("model").addEventListener("change", useModelStrength);
+$("strength").addEventListener("input", () => {
+  $("strength-value").textContent = Number($("strength").value).toFixed(2);
+});
+const drop = $("drop");
+drop.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  drop.classList.add("over");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  pick(event.dataTransfer.files[0]);
+});
+loadModels();
