@@ -230,7 +230,9 @@ def test_full_queue_gets_503_with_retry_after():
 def test_health_docs_and_the_page(client):
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["max_upload_mb"] == 1 and health["max_seconds"] == 5
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200  # packaged: works offline
     spec = client.get("/openapi.json").json()
     assert "multipart/form-data" in spec["paths"]["/v1/denoise"]["post"]["requestBody"]["content"]
     page = client.get("/")
