@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) benchmarks/quality.py
 	$(PYTHON) benchmarks/speed.py
+	$(PYTHON) benchmarks/engines.py
 	$(PYTHON) benchmarks/memory.py
 	$(PYTHON) benchmarks/prepare.py
 	$(PYTHON) benchmarks/train_speed.py

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import pretrained
-from .audio import AUDIO_SUFFIXES, AudioError
+from .audio import AUDIO_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError
 from .checkpoint import CheckpointError
 from .client import ServerError
 from .data.corpus import FORMATS
 from .data.dataset import DatasetError
+from .engine import DEFAULT_ENGINE, ENGINES
+from .export import FORMATS as EXPORT_FORMATS
 from .losses import LOSSES
+from .pcm import RAW_FORMATS
 from .train import SELECTION, TrainingError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
@@ -79,9 +82,21 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
 
 
+def _local_denoiser(args: argparse.Namespace):
+    from .denoiser import Denoiser
+
+    return Denoiser.from_pretrained(
+        args.model, strength=args.strength, atten_lim_db=args.atten_lim_db, threads=args.threads, engine=args.engine
+    )
+
+
 def cmd_denoise(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.stream:
+        return denoise_stream(args)
+    if any(option is not None for option in (args.raw_format, args.rate, args.channels)):
+        raise ValueError("--raw-format, --rate and --channels go with --stream")
     jobs, failures = expand_inputs(args.inputs)
     unmatched = len(failures)
     for line in failures:
@@ -92,15 +107,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     if args.server:
         from .client import RemoteDenoiser
 
-        if args.atten_lim_db is not None or args.threads is not None:
-            raise ValueError("--atten-lim-db and --threads apply to local denoising, not to --server")
+        if args.atten_lim_db is not None or args.threads is not None or args.engine is not None:
+            raise ValueError("--atten-lim-db, --threads and --engine apply to local denoising, not to --server")
         denoiser = RemoteDenoiser(args.server, args.model, args.strength)
     else:
-        from .denoiser import Denoiser
-
-        denoiser = Denoiser.from_pretrained(
-            args.model, strength=args.strength, atten_lim_db=args.atten_lim_db, threads=args.threads
-        )
+        denoiser = _local_denoiser(args)
     audio_seconds = processing_seconds = 0.0
     bar = tqdm(jobs, unit="file", desc="denoising", disable=args.quiet or None, file=sys.stderr)
     for job in bar:
@@ -126,6 +137,33 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         f"{audio_seconds:.1f} s of audio in {processing_seconds:.1f} s (real-time factor {rtf:.3f})"
     )
     return EXIT_FAILURES if failures else EXIT_OK
+
+
+def denoise_stream(args: argparse.Namespace) -> int:
+    """WAV or raw PCM from stdin, denoised in the same format to stdout, in bounded memory."""
+    from .pcm import PcmFormat, pump, read_wav_header
+
+    if args.inputs != ["-"] or args.output or args.server:
+        raise ValueError("--stream reads stdin and writes stdout: give '-' as the only input, no -o or --server")
+    raw_options = (args.raw_format, args.rate, args.channels)
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    if all(option is not None for option in raw_options):
+        pcm, remaining = PcmFormat(RAW_FORMATS[args.raw_format], args.rate, args.channels), None
+    elif any(option is not None for option in raw_options):
+        raise ValueError("raw PCM needs all of --raw-format, --rate and --channels")
+    else:
+        pcm, remaining = read_wav_header(source)
+    if not MIN_SAMPLE_RATE <= pcm.sample_rate <= MAX_SAMPLE_RATE or pcm.channels < 1:
+        raise AudioError(f"stdin: unsupported stream ({pcm.sample_rate} Hz, {pcm.channels} channels)")
+    stream = _local_denoiser(args).stream(pcm.sample_rate, pcm.channels)
+    try:
+        if not args.raw_format:
+            sink.write(pcm.wav_header(remaining))
+        pump(stream, pcm, remaining, source, sink)
+    except BrokenPipeError:
+        # The reader went away: stop quietly, and keep Python from failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
 
 
 def _mixing(args: argparse.Namespace):
@@ -268,6 +306,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.model or ["default"], args.host, args.port, limits, args.threads)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    export_onnx(args.model, args.output)
+    print(f"{args.output}: {args.model} as {args.format.upper()}, its config in the metadata")
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     for name in pretrained.available():
         marker = " (default)" if name == pretrained.DEFAULT_MODEL else ""
@@ -341,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     denoise = commands.add_parser("denoise", help="denoise audio files")
-    denoise.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or globs")
+    denoise.add_argument("inputs", nargs="+", help="files, folders (searched recursively) or globs; '-' with --stream")
     denoise.add_argument("-o", "--output", help="output file (one input file) or folder")
     denoise.add_argument(
         "--model", default="default", help="bundled model name or checkpoint folder (with --server: a server's model)"
@@ -351,8 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     denoise.add_argument("--atten-lim-db", type=float, default=None, help="remove at most this many dB of noise")
     denoise.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for inference")
+    denoise.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help=f"what runs the model (default: {DEFAULT_ENGINE}; .onnx models: onnxruntime)",
+    )
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     denoise.add_argument("--server", metavar="URL", help="send the files to a running 'audiodenoise serve' at URL")
+    streaming = denoise.add_argument_group("streaming (stdin to stdout)")
+    streaming.add_argument("--stream", action="store_true", help="denoise WAV (or raw PCM) from stdin to stdout")
+    streaming.add_argument("--raw-format", choices=RAW_FORMATS, help="raw little-endian samples instead of WAV")
+    streaming.add_argument("--rate", type=_positive_int, help="sample rate of raw samples")
+    streaming.add_argument("--channels", type=_positive_int, help="channels of raw samples (interleaved)")
     denoise.set_defaults(run=cmd_denoise)
 
     prepare = commands.add_parser("prepare", help="mix speech and noise corpora into training patches")
@@ -444,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=_positive_int, default=None, help="CPU threads per worker (default: cores / workers)"
     )
     serve.set_defaults(run=cmd_serve)
+
+    export = commands.add_parser("export", help="write a model as one self-describing ONNX file")
+    export.add_argument("--model", default="default", help="bundled model name or checkpoint folder")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
+    export.add_argument("-o", "--output", required=True, help="file to write, e.g. model.onnx")
+    export.set_defaults(run=cmd_export)
 
     models = commands.add_parser("models", help="list the bundled models")
     models.set_defaults(run=cmd_models)

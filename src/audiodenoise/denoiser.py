@@ -13,6 +13,7 @@ import torch
 from . import pretrained
 from .audio import AtomicWriter, AudioError, ResampleStream, fit_frames, inspect_audio, read_blocks
 from .checkpoint import CONFIG, CheckpointError, load_checkpoint
+from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine
 from .model import UNet
 from .spectral import (
     BlockPlan,
@@ -42,7 +43,7 @@ class FileResult:
 class Denoiser:
     def __init__(
         self,
-        model: UNet,
+        model: UNet | OnnxEngine,
         spectral: SpectralConfig,
         name: str = "model",
         strength: float | None = None,
@@ -50,7 +51,9 @@ class Denoiser:
         threads: int | None = None,
         block_frames: int = 4096,
         batch_size: int = 16,
+        engine: str | None = None,
     ):
+        """``model`` is a U-Net, run by ``engine`` (default: DEFAULT_ENGINE), or an ONNX Runtime engine."""
         strength = 1.0 if strength is None else strength
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be within [0, 1], not {strength}")
@@ -58,7 +61,7 @@ class Denoiser:
             raise ValueError(f"the attenuation limit must be >= 0 dB, not {atten_lim_db}")
         if block_frames % spectral.patch_hop:
             raise ValueError(f"block_frames must be a multiple of {spectral.patch_hop}")
-        self.model = model.eval()
+        self.engine = _make_engine(model, spectral, engine, threads)
         self.spectral = spectral
         self.name = name
         self.strength = strength
@@ -70,18 +73,19 @@ class Denoiser:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "default", **options) -> Denoiser:
-        """A bundled model by name ('default', or see ``audiodenoise models``) or a checkpoint folder.
+        """A bundled model by name ('default', or see ``audiodenoise models``), a checkpoint folder or a .onnx export.
 
         Options left out or None take the checkpoint's ``inference`` defaults (e.g. its tuned strength)."""
+        if str(name_or_path).endswith(".onnx"):
+            from .export import load_onnx
+
+            path = Path(name_or_path)
+            engine, spectral, config = load_onnx(path, options.get("threads"))
+            _take_inference_defaults(config, path, options)
+            return cls(engine, spectral, name=path.stem, **options)
         folder = pretrained.resolve(name_or_path)
         model, spectral, config = load_checkpoint(folder)
-        defaults = config.get("inference", {})
-        unknown = sorted(set(defaults) - INFERENCE_OPTIONS) if isinstance(defaults, dict) else ["(not a mapping)"]
-        if unknown:
-            raise CheckpointError(f"{folder / CONFIG}: unknown inference setting(s) {', '.join(unknown)}")
-        for key, value in defaults.items():
-            if options.get(key) is None:
-                options[key] = value
+        _take_inference_defaults(config, folder / CONFIG, options)
         return cls(model, spectral, name=folder.name, **options)
 
     def with_strength(self, strength: float) -> Denoiser:
@@ -93,6 +97,18 @@ class Denoiser:
     @property
     def sample_rate(self) -> int:
         return self.spectral.sample_rate
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency of streaming, in samples at the model's rate: the first sample of a block
+        comes out once the block and the context after it (about 0.4 s) are in; later samples wait less."""
+        plan = plan_block(0, self.block_frames, self.spectral)
+        return plan.input_span(self.spectral)[1] - plan.output_span(self.spectral)[0]
+
+    @property
+    def latency_seconds(self) -> float:
+        """``latency_samples`` in seconds (resampling, when the input's rate differs, adds a few ms)."""
+        return self.latency_samples / self.sample_rate
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Denoise (samples,) or (samples, channels) audio; the result has the same shape and rate."""
@@ -127,10 +143,7 @@ class Denoiser:
         spec = stft(torch.from_numpy(np.ascontiguousarray(excerpt.T)), cfg)  # (channels, bins, frames)
         patches = frames_to_patches(magnitude_to_features(spec.abs(), cfg), cfg)
         gains = torch.cat(
-            [
-                self.model.gain(self.model(batch.unsqueeze(1)), cfg.db_scale)
-                for batch in patches.flatten(0, 1).split(self.batch_size)
-            ]
+            [self.engine(batch.unsqueeze(1)) for batch in patches.flatten(0, 1).split(self.batch_size)]
         ).reshape(patches.shape)
         gain = overlap_add_patches(gains, spec.shape[-1], cfg)
         gain = (1.0 - self.strength * (1.0 - gain)).clamp_min(self.gain_floor)
@@ -139,6 +152,32 @@ class Denoiser:
         out_start, out_stop = plan.output_span(cfg)
         keep = slice(out_start - start, out_stop - start)
         return (signal[:, keep] / envelope[keep]).T.numpy()
+
+
+def _take_inference_defaults(config: dict, source: Path, options: dict) -> None:
+    """Fill the options left out or None from the config's ``inference`` defaults."""
+    defaults = config.get("inference", {})
+    unknown = sorted(set(defaults) - INFERENCE_OPTIONS) if isinstance(defaults, dict) else ["(not a mapping)"]
+    if unknown:
+        raise CheckpointError(f"{source}: unknown inference setting(s) {', '.join(unknown)}")
+    for key, value in defaults.items():
+        if options.get(key) is None:
+            options[key] = value
+
+
+def _make_engine(model: UNet | OnnxEngine, spectral: SpectralConfig, engine: str | None, threads: int | None):
+    if isinstance(model, OnnxEngine):
+        if engine not in (None, "onnxruntime"):
+            raise ValueError("an ONNX model runs only on the onnxruntime engine")
+        return model
+    engine = engine or DEFAULT_ENGINE
+    if engine == "torch":
+        return TorchEngine(model, spectral.db_scale)
+    if engine == "onnxruntime":
+        from .export import onnx_bytes
+
+        return OnnxEngine(onnx_bytes(model, spectral), threads)
+    raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
 
 class ModelRateStream:
