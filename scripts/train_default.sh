@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Recipe for the shipped default model `unet-mask` (see src/audiodenoise/models/MODEL_CARD.md).
-# Resumable: run it again after an interruption and training continues from RUN/last.
+# Resumable: run it again after an interruption and each stage continues from its RUN/last.
 set -euo pipefail
 CORPUS=${CORPUS:-../shared/corpus}
 DATA=${DATA:-runs/data-pauses}
-RUN=${RUN:-runs/unet-mask}
+STAGE1=${STAGE1:-runs/unet-mask}
+STAGE2=${STAGE2:-runs/unet-mask-v3}
 
-if [ ! -f "$DATA/manifest.json" ]; then
-  audiodenoise prepare --speech "$CORPUS/speech" --noise "$CORPUS/noise" -o "$DATA" \
-    --val-fraction 0.06 --max-pause-ms 400 --edge-pause-ms 500
-fi
-resume=()
-[ -f "$RUN/last/training.safetensors" ] && resume=(--resume)
-audiodenoise train "$DATA" "$RUN" --target mask --epochs 1 --max-steps 3000 "${resume[@]}"
+resume_flag() { [ -f "$1/last/training.safetensors" ] && echo --resume || true; }
+
+# Stage 1: from scratch on a prepared dataset.
+audiodenoise prepare --speech "$CORPUS/speech" --noise "$CORPUS/noise" -o "$DATA" \
+  --val-fraction 0.06 --max-pause-ms 400 --edge-pause-ms 500
+audiodenoise train "$DATA" "$STAGE1" --target mask --epochs 1 --max-steps 3000 $(resume_flag "$STAGE1")
+
+# Stage 2: fine-tune on pairs mixed on the fly, a tenth of them without noise.
+audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$STAGE2" --init-from "$STAGE1/best" \
+  --epochs 3 --epoch-pairs 32000 --learning-rate 3e-4 --max-pause-ms 400 --edge-pause-ms 500 \
+  --clean-fraction 0.1 --val-fraction 0.06 --checkpoint-every 100 --validate-every 500 $(resume_flag "$STAGE2")
+# The shipped weights: stage 2's best/ after 2,500 steps (stopped for time), with "inference": {"strength": 0.9}
+# added to its config.json after benchmarks/tune_strength.py.
