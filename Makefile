@@ -25,7 +25,6 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) benchmarks/quality.py
 	$(PYTHON) benchmarks/speed.py
-	$(PYTHON) benchmarks/engines.py
 	$(PYTHON) benchmarks/memory.py
 	$(PYTHON) benchmarks/prepare.py
 	$(PYTHON) benchmarks/train_speed.py

@@ -1,4 +1,4 @@
-"""Real-time factor on a 60 s file of real noisy speech, at 1 and 2 threads (model load timed apart)."""
+"""Real-time factor on a 60 s file of real noisy speech, per engine at 1 and 2 threads (model load timed apart)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ from pathlib import Path
 from common import CORPUS, print_table, write_results
 
 from audiodenoise.audio import read_audio
+from audiodenoise.engine import ENGINES
 
 TIMER = """
 import json, sys, time
-import numpy as np
 started = time.perf_counter()
 from audiodenoise import Denoiser
 from audiodenoise.audio import read_audio
-denoiser = Denoiser.from_pretrained(sys.argv[1], threads=int(sys.argv[2]))
+denoiser = Denoiser.from_pretrained(sys.argv[1], threads=int(sys.argv[2]), engine=sys.argv[3])
 load = time.perf_counter() - started
-audio, rate = read_audio(sys.argv[3])
+audio, rate = read_audio(sys.argv[4])
 denoiser(audio[: rate], rate)  # warm-up
 runs = []
-for _ in range(int(sys.argv[4])):
+for _ in range(int(sys.argv[5])):
     started = time.perf_counter()
     denoiser(audio, rate)
     runs.append(time.perf_counter() - started)
@@ -54,18 +54,20 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     args = parser.parse_args()
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "speech.wav"
         long_clip(args.seconds, clip)
-        for threads in (1, 2):
-            command = [sys.executable, "-c", TIMER, args.model, str(threads), str(clip), str(args.repeats)]
-            run = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-            rtf = run["seconds"] / run["audio_seconds"]
-            results[f"threads_{threads}"] = run | {"real_time_factor": rtf}
-            rows.append([threads, run["audio_seconds"], run["seconds"], rtf, run["load_seconds"]])
-    print_table(["threads", "audio s", "processing s", "RTF", "model load s"], rows)
+        for engine in args.engines:
+            for threads in (1, 2):
+                command = [sys.executable, "-c", TIMER, args.model, str(threads), engine, str(clip), str(args.repeats)]
+                run = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+                rtf = run["seconds"] / run["audio_seconds"]
+                results[f"{engine}_threads_{threads}"] = run | {"real_time_factor": rtf}
+                rows.append([engine, threads, run["audio_seconds"], run["seconds"], rtf, run["load_seconds"]])
+    print_table(["engine", "threads", "audio s", "processing s", "RTF", "model load s"], rows)
     write_results("speed", {"model": args.model, "results": results})
 
 

@@ -14,7 +14,7 @@ from .checkpoint import CheckpointError
 from .model import UNet
 
 ENGINES = ("torch", "onnxruntime")
-DEFAULT_ENGINE = "torch"
+DEFAULT_ENGINE = "onnxruntime"
 INPUT_NAME, OUTPUT_NAME = "features", "gain"
 
 
