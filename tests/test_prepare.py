@@ -257,11 +257,11 @@ def test_noise_is_split_by_file_so_no_category_is_held_out_whole(tmp_path):
 
 
 def test_clean_fraction_leaves_mixes_without_noise(corpus):
-    from audiodenoise.data.pairs import make_pair
+    from audiodenoise.data.pairs import mix_signals
 
     speech = sorted((corpus / "speech" / "alice").glob("*.wav"))
     noises = tuple(sorted((corpus / "noise").rglob("*.flac")))
     for fraction, same in ((1.0, True), (0.0, False)):
         mixing = MixConfig(clean_fraction=fraction)
-        (noisy, clean), errors = make_pair(speech[0], noises, (), np.random.default_rng(0), SpectralConfig(), mixing)
+        (noisy, clean), errors = mix_signals(speech[0], noises, (), np.random.default_rng(0), SpectralConfig(), mixing)
         assert np.array_equal(noisy, clean) == same and not errors

@@ -12,7 +12,7 @@ import torch
 from ..audio import AudioError
 from ..spectral import SpectralConfig
 from .mixing import MixConfig
-from .pairs import make_pair
+from .pairs import mix_signals, patches
 from .splits import Split
 
 Pair = tuple[torch.Tensor, torch.Tensor]
@@ -29,7 +29,8 @@ def _mixtures(
         produced = 0
         for index in rng.permutation(len(split.speech)):
             try:
-                pair, errors = make_pair(split.speech[index].path, noises, talkers, rng, spectral, mixing)
+                signals, errors = mix_signals(split.speech[index].path, noises, talkers, rng, spectral, mixing)
+                pair = None if signals is None else patches(signals, spectral)
             except AudioError as error:
                 pair, errors = None, [str(error)]
             for line in set(errors) - unreadable:

@@ -85,19 +85,7 @@ def mix_signals(
     return (noisy, clean), errors
 
 
-def make_pair(
-    clean_path: Path,
-    noises: tuple[Path, ...],
-    talkers: tuple[Path, ...],
-    rng: np.random.Generator,
-    spectral: SpectralConfig,
-    mixing: MixConfig,
-) -> tuple[PatchPair | None, list[str]]:
-    """The magnitude patches of ``mix_signals``'s mixture."""
-    signals, errors = mix_signals(clean_path, noises, talkers, rng, spectral, mixing)
-    if signals is None:
-        return None, errors
+def patches(signals: tuple[np.ndarray, np.ndarray], spectral: SpectralConfig) -> PatchPair:
+    """The magnitude patches of a (noisy, clean) mixture."""
     magnitudes = signal_magnitude(torch.from_numpy(np.stack(signals)), spectral)
-    noisy_patches = split_patches(magnitudes[0], spectral).numpy()
-    clean_patches = split_patches(magnitudes[1], spectral).numpy()
-    return (noisy_patches, clean_patches), errors
+    return split_patches(magnitudes[0], spectral).numpy(), split_patches(magnitudes[1], spectral).numpy()

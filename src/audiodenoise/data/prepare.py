@@ -22,7 +22,7 @@ from ..audio import AudioError
 from ..spectral import SpectralConfig
 from .dataset import FORMAT_VERSION, MANIFEST, DatasetError, save_shard
 from .mixing import MixConfig
-from .pairs import make_pair
+from .pairs import mix_signals, patches
 from .splits import SPLITS, Split, SplitConfig, corpus_digest, split_corpora
 
 PLAN = "plan.json"
@@ -97,15 +97,15 @@ def _mix_chunk(chunk: Chunk) -> dict:
     for offset, clean in enumerate(chunk.clean_files):
         rng = np.random.default_rng([_WORKER["seed"], chunk.first_job + offset])
         try:
-            pair, errors = make_pair(clean, noises, talkers, rng, spectral, mixing)
+            signals, errors = mix_signals(clean, noises, talkers, rng, spectral, mixing)
         except AudioError as error:
             failures.add(str(error))
             continue
         failures.update(errors)
-        if pair is None:
+        if signals is None:
             skipped += 1
         else:
-            pairs.append(pair)
+            pairs.append(patches(signals, spectral))
     count = sum(len(noisy) for noisy, _ in pairs)
     if count:
         save_shard(output / chunk.name, *(np.concatenate(part) for part in zip(*pairs)))
