@@ -82,3 +82,46 @@ def test_unknown_inference_defaults_in_a_checkpoint_are_a_clear_error(identity_c
         Denoiser.from_pretrained(folder)
     (folder / "config.json").write_text(json.dumps(config | {"inference": {"strength": 0.5}}))
     assert Denoiser.from_pretrained(folder).strength == 0.5
+
+
+def _random_unet():
+    import torch
+
+    from audiodenoise.model import ModelConfig, UNet
+
+    torch.manual_seed(0)
+    return UNet(ModelConfig(base_filters=4, depth=2)).eval()
+
+
+def _streamed(denoiser: Denoiser, signal: np.ndarray, rate: int, seed: int) -> np.ndarray:
+    stream, rng = denoiser.stream(rate), np.random.default_rng(seed)
+    parts, position = [], 0
+    while position < len(signal):
+        size = int(rng.integers(1, 3000))
+        parts.append(stream.feed(signal[position : position + size, None]))
+        position += size
+    parts.append(stream.flush())
+    return np.concatenate(parts)[:, 0]
+
+
+def test_low_latency_output_depends_on_no_input_beyond_its_latency():
+    model = _random_unet()
+    low = Denoiser(model, SpectralConfig(), engine="torch", low_latency=True)
+    assert low.latency_seconds < 0.1
+    assert Denoiser(model, SpectralConfig(), engine="torch").latency_seconds > 10
+    signal = speech_like(1.2, RATE, seed=5)
+    changed = signal.copy()
+    cut = RATE // 2
+    changed[cut:] = speech_like(1.2, RATE, seed=6)[cut:]
+    before, after = low(signal, RATE), low(changed, RATE)
+    settled = cut - low.latency_samples
+    assert np.max(np.abs(before[:settled] - after[:settled])) < 1e-6
+    assert np.max(np.abs(before[cut : cut + 4000] - after[cut : cut + 4000])) > 1e-3  # the change does get through
+
+
+def test_low_latency_stream_in_random_chunks_equals_offline():
+    denoiser = Denoiser(_random_unet(), SpectralConfig(), engine="torch", low_latency=True)
+    signal = speech_like(1.5, RATE, seed=2)
+    streamed = _streamed(denoiser, signal, RATE, seed=1)
+    assert streamed.shape == signal.shape
+    assert np.max(np.abs(streamed - denoiser(signal, RATE))) < 1e-5

@@ -5,6 +5,7 @@ from audiodenoise.spectral import (
     SpectralConfig,
     frames_to_patches,
     istft,
+    low_latency_settings,
     magnitude_to_features,
     overlap_add_patches,
     patch_weights,
@@ -74,3 +75,19 @@ def test_patches_overlap_add_back_to_the_frames():
     assert patches.shape == (2, 4, CONFIG.n_bins, CONFIG.patch_frames)
     back = overlap_add_patches(patches, spec.shape[-1], CONFIG)
     assert torch.allclose(back[..., 1:], spec[..., 1:], atol=1e-5)  # frame 0 has weight 0 in its only patch
+
+
+def test_tail_weighting_takes_each_frame_from_exactly_one_patch_and_needs_no_far_context():
+    low = low_latency_settings(CONFIG)
+    spec = torch.rand(1, CONFIG.n_bins, 20 * low.patch_hop)
+    patches = frames_to_patches(spec, low)
+    back = overlap_add_patches(patches, spec.shape[-1], low)
+    covered = slice(CONFIG.patch_frames - low.patch_hop, None)  # frames at the tail of some patch
+    assert torch.allclose(back[..., covered], spec[..., covered], atol=1e-6)
+    reach = CONFIG.n_fft // 2 // CONFIG.hop_length + 1
+    plan = plan_block(160, 160 + low.patch_hop, low)
+    assert plan.context_last_frame == 160 + 2 * low.patch_hop  # the tail holding the last needed frame
+    assert plan.context_last_frame >= 160 + low.patch_hop + reach
+    assert plan_block(128, 192, CONFIG).context_last_frame == 320  # the cross-fade needs a patch more
+    with pytest.raises(ValueError):
+        SpectralConfig(patch_weighting="gaussian")

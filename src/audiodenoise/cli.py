@@ -86,7 +86,12 @@ def _local_denoiser(args: argparse.Namespace):
     from .denoiser import Denoiser
 
     return Denoiser.from_pretrained(
-        args.model, strength=args.strength, atten_lim_db=args.atten_lim_db, threads=args.threads, engine=args.engine
+        args.model,
+        strength=args.strength,
+        atten_lim_db=args.atten_lim_db,
+        threads=args.threads,
+        engine=args.engine,
+        low_latency=args.low_latency,
     )
 
 
@@ -107,8 +112,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     if args.server:
         from .client import RemoteDenoiser
 
-        if args.atten_lim_db is not None or args.threads is not None or args.engine is not None:
-            raise ValueError("--atten-lim-db, --threads and --engine apply to local denoising, not to --server")
+        if args.atten_lim_db is not None or args.threads is not None or args.engine is not None or args.low_latency:
+            raise ValueError(
+                "--atten-lim-db, --threads, --engine and --low-latency apply to local denoising, not to --server"
+            )
         denoiser = RemoteDenoiser(args.server, args.model, args.strength)
     else:
         denoiser = _local_denoiser(args)
@@ -410,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     streaming.add_argument("--raw-format", choices=RAW_FORMATS, help="raw little-endian samples instead of WAV")
     streaming.add_argument("--rate", type=_positive_int, help="sample rate of raw samples")
     streaming.add_argument("--channels", type=_positive_int, help="channels of raw samples (interleaved)")
+    streaming.add_argument(
+        "--low-latency", action="store_true", help="about 0.1 s of latency instead of 12 s, for 4x the compute"
+    )
     denoise.set_defaults(run=cmd_denoise)
 
     prepare = commands.add_parser("prepare", help="mix speech and noise corpora into training patches")

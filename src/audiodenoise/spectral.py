@@ -8,9 +8,12 @@ so a block of audio processed anywhere in a file sees exactly the frames the who
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
+
+PATCH_WEIGHTINGS = ("hann", "tail")
+LOW_LATENCY_PATCH_HOP = 16  # frames: 46 ms at the reference settings
 
 
 @dataclass(frozen=True)
@@ -20,10 +23,19 @@ class SpectralConfig:
     hop_length: int = 63
     patch_frames: int = 128
     patch_hop: int = 64
+    # How patch gains combine: "hann" cross-fades overlapping patches (at patch_hop = patch_frames / 2);
+    # "tail" takes each frame from the patch whose last patch_hop frames hold it (low latency, no look-ahead).
+    patch_weighting: str = "hann"
     # Global log-magnitude scaling: feature = (20*log10(max(|X|, amin)) - db_offset) / db_scale.
     amin: float = 1e-4
     db_offset: float = -30.0
     db_scale: float = 40.0
+
+    def __post_init__(self):
+        if self.patch_weighting not in PATCH_WEIGHTINGS:
+            raise ValueError(
+                f"patch_weighting must be one of {', '.join(PATCH_WEIGHTINGS)}, not {self.patch_weighting!r}"
+            )
 
     @property
     def n_bins(self) -> int:
@@ -86,8 +98,17 @@ def magnitude_to_features(magnitude: torch.Tensor, config: SpectralConfig) -> to
 
 
 def patch_weights(config: SpectralConfig, device=None) -> torch.Tensor:
-    """Cross-fade weights over a patch's frames; at a 50 % patch hop they sum to one."""
+    """Weights over a patch's frames: a Hann cross-fade (summing to one at a 50 % patch hop), or ones on its tail."""
+    if config.patch_weighting == "tail":
+        weights = torch.zeros(config.patch_frames, device=device)
+        weights[-config.patch_hop :] = 1.0
+        return weights
     return torch.hann_window(config.patch_frames, periodic=True, dtype=torch.float32, device=device)
+
+
+def low_latency_settings(config: SpectralConfig) -> SpectralConfig:
+    """The same model's settings with each frame taken from the tail of a patch, patches every 16 frames."""
+    return replace(config, patch_hop=LOW_LATENCY_PATCH_HOP, patch_weighting="tail")
 
 
 def frames_to_patches(spec: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
@@ -134,8 +155,10 @@ def plan_block(first_frame: int, last_frame: int, config: SpectralConfig) -> Blo
     reach = (config.n_fft // 2) // config.hop_length + 1
     lo, hi = first_frame - reach, last_frame + reach
     step, length = config.patch_hop, config.patch_frames
+    # Patches whose weighted frames [weighted_from, length) meet frames [lo, hi).
+    weighted_from = length - step if config.patch_weighting == "tail" else 0
     first_patch = math.floor((lo - length) / step) + 1
-    last_patch = math.ceil(hi / step) - 1
+    last_patch = math.floor((hi - 1 - weighted_from) / step)
     return BlockPlan(
         first_frame=first_frame,
         last_frame=last_frame,
