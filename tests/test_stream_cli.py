@@ -103,9 +103,10 @@ def test_a_closed_stdout_ends_quietly(identity_checkpoint, options):
     assert err.decode() == ""
 
 
-def test_latency_is_when_the_first_sample_of_each_block_comes_out():
-    denoiser = Denoiser(halving_model(), SpectralConfig(), block_frames=128)
-    block_samples = 128 * SpectralConfig().hop_length
+@pytest.mark.parametrize("options", [{"block_frames": 128}, {"low_latency": True}])
+def test_latency_is_when_the_first_sample_of_each_block_comes_out(options):
+    denoiser = Denoiser(halving_model(), SpectralConfig(), **options)
+    block_samples = denoiser.block_frames * SpectralConfig().hop_length
     assert denoiser.latency_samples > block_samples
     assert denoiser.latency_seconds == denoiser.latency_samples / denoiser.sample_rate
     stream = ModelRateStream(denoiser, channels=1)

@@ -368,7 +368,9 @@ def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("corpora and mixing")
     group.add_argument("--speech-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
     group.add_argument("--noise-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
-    group.add_argument("--val-fraction", type=_fraction, default=0.05, help="share of speakers held out")
+    group.add_argument(
+        "--val-fraction", type=_fraction, default=0.05, help="share of the clean files held out, by whole speakers"
+    )
     group.add_argument("--val-speakers", type=_positive_int, default=None, help="hold out this many speakers instead")
     group.add_argument("--noise-val-folds", type=int, nargs="+", default=[10], help="UrbanSound8K validation folds")
     group.add_argument("--snr-db", type=float, nargs=2, default=(-5.0, 20.0), metavar=("MIN", "MAX"))
