@@ -24,7 +24,10 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from audiodenoise.cli import main
+from audiodenoise.denoiser import Denoiser
+from audiodenoise.export import CONFIG_KEY
 from audiodenoise.server import WEB_DIR, Limits, create_app, load_models
+from audiodenoise.spectral import SpectralConfig
 
 RATE = 22050
 
@@ -238,10 +241,58 @@ def test_health_docs_and_the_page(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for name in ("app.js", "style.css"):
+    for name in ("app.js", "dsp.js", "inbrowser.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
-    for path in WEB_DIR.iterdir():  # works offline: nothing is fetched from elsewhere
+    for path in filter(Path.is_file, WEB_DIR.iterdir()):  # works offline: nothing is fetched from elsewhere
         assert "://" not in path.read_text(), path
+
+
+def test_the_page_may_run_webassembly_threads_and_nothing_else_evaluated(client):
+    headers = client.get("/").headers
+    assert headers["cross-origin-opener-policy"] == "same-origin"
+    assert headers["cross-origin-embedder-policy"] == "require-corp"
+    assert "script-src 'self' 'wasm-unsafe-eval';" in headers["content-security-policy"]
+
+
+def test_models_list_what_the_browser_needs(client, models):
+    identity, halving = models
+    listing = client.get("/v1/models").json()["models"]
+    assert [entry["name"] for entry in listing] == [identity, halving]
+    for entry in listing:
+        assert entry["spectral"] == SpectralConfig().to_dict()
+        assert (entry["sample_rate"], entry["strength"], entry["gain_floor"]) == (RATE, 1.0, 0.0)
+
+
+def onnx_gain(data: bytes, features: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    assert json.loads(session.get_modelmeta().custom_metadata_map[CONFIG_KEY])["spectral"] == SpectralConfig().to_dict()
+    return session.run(["gain"], {"features": features})[0]
+
+
+def test_model_onnx_is_the_graph_the_server_runs(client, models):
+    features = np.random.default_rng(3).uniform(-1.25, 1, (2, 1, 128, 128)).astype(np.float32)
+    for name, gain in zip(models, (1.0, 0.5)):  # identity (noise target: no noise) and halving
+        response = client.get(f"/v1/models/{name}/onnx")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/octet-stream"
+        assert f"{name}.onnx" in response.headers["content-disposition"]
+        assert response.content == client.get(f"/v1/models/{name}/onnx").content
+        np.testing.assert_allclose(onnx_gain(response.content, features), gain, atol=1e-6)
+
+
+def test_model_onnx_of_a_pytorch_engine_is_exported_on_request(halving_checkpoint):
+    denoiser = Denoiser.from_pretrained(halving_checkpoint, engine="torch", threads=1)
+    with TestClient(create_app({"halving": denoiser})) as client:
+        response = client.get("/v1/models/halving/onnx")
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(onnx_gain(response.content, np.zeros((1, 1, 128, 128), np.float32)), 0.5, atol=1e-6)
+
+
+def test_model_onnx_of_an_unknown_model_is_a_json_404(client):
+    assert_error(client.get("/v1/models/nonexistent/onnx"), 404, "unknown model 'nonexistent'", "this server offers")
+    assert_error(client.get("/v1/models/..%2F..%2Fetc/onnx"), 404)  # a path is no name: no route matches
 
 
 # --- a real server process ---------------------------------------------------------------------

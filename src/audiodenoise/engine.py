@@ -56,6 +56,7 @@ class OnnxEngine:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(f"{source}: not a loadable ONNX model ({reason})") from None
         self.metadata = self.session.get_modelmeta().custom_metadata_map
+        self.model = model  # the ONNX bytes, e.g. for the web page to run them in the browser
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         batch = np.ascontiguousarray(features.numpy(), dtype=np.float32)

@@ -6,6 +6,7 @@ import io
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,6 +16,9 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .engine import INPUT_NAME, OUTPUT_NAME, GainNet, OnnxEngine
 from .model import UNet
 from .spectral import SpectralConfig
+
+if TYPE_CHECKING:
+    from .denoiser import Denoiser
 
 CONFIG_KEY = "audiodenoise.config"  # metadata_props entry holding the checkpoint's config.json
 OPSET = 17
@@ -43,6 +47,13 @@ def onnx_bytes(model: UNet, spectral: SpectralConfig, config: dict | None = None
     graph = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(config)})
     return graph.SerializeToString()
+
+
+def denoiser_onnx(denoiser: Denoiser) -> bytes:
+    """The ONNX model a Denoiser runs: its ONNX Runtime engine's bytes, or its PyTorch U-Net exported now."""
+    if isinstance(denoiser.engine, OnnxEngine):
+        return denoiser.engine.model
+    return onnx_bytes(denoiser.engine.net.model, denoiser.spectral)
 
 
 def export_onnx(name_or_path: str | Path, destination: str | Path) -> None:

@@ -11,6 +11,7 @@ import io
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,11 +36,18 @@ from swagger_ui_bundle import swagger_ui_path
 from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError
 from .checkpoint import CheckpointError
 from .denoiser import Denoiser
+from .export import denoiser_onnx
 
 WEB_DIR = Path(__file__).parent / "web"
 MEDIA_TYPES = {"WAV": "audio/wav", "WAVEX": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg"}
 SUFFIXES = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3"}
-PAGE_POLICY = "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; object-src 'none'"
+# 'wasm-unsafe-eval' lets ONNX Runtime Web compile its WebAssembly; nothing else may be evaluated.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; media-src 'self' blob:; img-src 'self' data: blob:; "
+    "object-src 'none'"
+)
+# Cross-origin isolation, which WebAssembly threads need: on the page and on the scripts its workers run.
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 BINARY = {"type": "string", "format": "binary"}
 DENOISE_BODY = {
     "required": True,
@@ -54,12 +62,22 @@ ERROR_RESPONSES = {
     status: {"description": text, "content": {"application/json": {"example": {"error": "what went wrong"}}}}
     for status, text in {
         400: "unknown model",
+        404: "no such model",
         413: "upload or audio too long",
         415: "not audio",
         422: "corrupt audio or bad parameters",
         503: "queue full; see Retry-After",
     }.items()
 }
+
+
+class IsolatedStaticFiles(StaticFiles):
+    """Static files with the isolation headers, so ONNX Runtime Web may start its threads' workers from them."""
+
+    async def get_response(self, path: str, scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(ISOLATION)
+        return response
 
 
 @dataclass(frozen=True)
@@ -125,7 +143,7 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
-    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    app.mount("/static", IsolatedStaticFiles(directory=WEB_DIR), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
@@ -140,7 +158,7 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+        return FileResponse(WEB_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY, **ISOLATION})
 
     @app.get("/healthz", summary="liveness, load and limits")
     def healthz() -> dict:
@@ -152,14 +170,30 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
             "max_seconds": limits.max_seconds,
         }
 
-    @app.get("/v1/models", summary="the models this server offers")
+    @app.get("/v1/models", summary="the models this server offers, with what denoising them in a browser needs")
     def list_models() -> dict:
-        return {
-            "default": default_model,
-            "models": [
-                {"name": name, "sample_rate": d.sample_rate, "strength": d.strength} for name, d in models.items()
-            ],
-        }
+        return {"default": default_model, "models": [_describe(name, d) for name, d in models.items()]}
+
+    onnx_cache: dict[str, bytes] = {}
+    onnx_lock = threading.Lock()
+
+    @app.get(
+        "/v1/models/{name}/onnx",
+        summary="a model as ONNX (features -> gain), for denoising in the browser",
+        description="The settings around the model (STFT, scaling, strength, gain floor) are in /v1/models.",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}}, 404: ERROR_RESPONSES[404]},
+    )
+    def model_onnx(name: str) -> Response:
+        if name not in models:
+            raise HTTPException(404, f"unknown model {name!r}; this server offers {', '.join(models)}")
+        with onnx_lock:  # a PyTorch model is exported once, on first request
+            if name not in onnx_cache:
+                onnx_cache[name] = denoiser_onnx(models[name])
+        disposition = f"attachment; filename*=UTF-8''{quote(name)}.onnx"
+        return Response(
+            onnx_cache[name], media_type="application/octet-stream", headers={"Content-Disposition": disposition}
+        )
 
     @app.post(
         "/v1/denoise",
@@ -199,6 +233,17 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
         )
 
     return app
+
+
+def _describe(name: str, denoiser: Denoiser) -> dict:
+    """A model's entry in /v1/models: its name and the settings a browser needs to run its ONNX export."""
+    return {
+        "name": name,
+        "sample_rate": denoiser.sample_rate,
+        "strength": denoiser.strength,
+        "gain_floor": denoiser.gain_floor,
+        "spectral": denoiser.spectral.to_dict(),
+    }
 
 
 def _pick(models: dict[str, Denoiser], default_model: str, model: str | None, strength: float | None) -> Denoiser:

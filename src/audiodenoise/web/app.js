@@ -1,5 +1,7 @@
-"use strict";
-// The audiodenoise page: send a file to /v1/denoise, play both versions, draw their spectrograms.
+// The audiodenoise page: denoise a file on the server (/v1/denoise) or in this browser (inbrowser.js),
+// play both versions, draw their spectrograms.
+
+import { decode, denoiseInBrowser, loadRuntime } from "./inbrowser.js";
 
 const $ = (id) => document.getElementById(id);
 const SPECTRUM_RATE = 22050; // decode at the model's rate: 0 to 11 kHz shown
@@ -7,7 +9,7 @@ const FFT_SIZE = 512;
 const DYNAMIC_RANGE_DB = 90;
 const COLORS = [[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]]; // magma-like
 
-const state = { file: null, inputSpectrogram: null, inputUrl: null, resultUrl: null };
+const state = { file: null, inputSpectrogram: null, inputUrl: null, resultUrl: null, models: new Map() };
 
 function showError(message) {
   $("error").textContent = message;
@@ -23,20 +25,38 @@ async function loadModels() {
     const response = await fetch("v1/models");
     const listing = await response.json();
     for (const model of listing.models) {
-      const option = new Option(model.name, model.name, false, model.name === listing.default);
-      option.dataset.strength = model.strength;
-      $("model").append(option);
+      state.models.set(model.name, model);
+      $("model").append(new Option(model.name, model.name, false, model.name === listing.default));
     }
-    useModelStrength();
+    useModel();
   } catch (error) {
     showError(`Cannot reach the server (${error.message}).`);
   }
 }
 
-function useModelStrength() {
-  const selected = $("model").selectedOptions[0];
-  if (selected) $("strength").value = selected.dataset.strength;
+function selectedModel() {
+  return state.models.get($("model").value);
+}
+
+function useModel() {
+  const model = selectedModel();
+  if (model) $("strength").value = model.strength;
   $("strength-value").textContent = Number($("strength").value).toFixed(2);
+  if (!$("where-browser").disabled && model) {
+    $("browser-note").textContent =
+      `The file stays in this page; the result is a 32-bit float WAV at ${model.sample_rate} Hz ` +
+      "(files at other rates are resampled by the browser).";
+  }
+}
+
+async function offerBrowserMode() {
+  try {
+    await loadRuntime();
+    $("where-browser").disabled = false;
+    useModel();
+  } catch (error) {
+    $("browser-note").textContent = `In-browser denoising is unavailable: ${error.message}.`;
+  }
 }
 
 function forgetResult() {
@@ -62,9 +82,11 @@ async function pick(file) {
   await denoise();
 }
 
-function outputName(name) {
+/** `<stem>_denoised<suffix>`, the suffix being the input's unless given. */
+function outputName(name, suffix) {
   const dot = name.lastIndexOf(".");
-  return dot > 0 ? `${name.slice(0, dot)}_denoised${name.slice(dot)}` : `${name}_denoised`;
+  const stem = dot > 0 ? name.slice(0, dot) : name;
+  return `${stem}_denoised${suffix ?? (dot > 0 ? name.slice(dot) : "")}`;
 }
 
 async function errorMessage(response) {
@@ -82,34 +104,60 @@ async function denoise() {
   forgetResult();
   showError("");
   $("run").disabled = true;
-  setStatus(`Denoising ${state.file.name}…`);
-  const form = new FormData();
-  form.append("file", state.file);
-  const query = new URLSearchParams({ strength: $("strength").value, model: $("model").value });
+  const here = $("where-browser").checked;
+  setStatus(`Denoising ${state.file.name} ${here ? "in this browser" : "on the server"}…`);
   try {
-    const response = await fetch(`v1/denoise?${query}`, { method: "POST", body: form });
-    if (!response.ok) {
-      setStatus("");
-      showError(await errorMessage(response));
-      return;
-    }
-    const result = await response.blob();
-    state.resultUrl = URL.createObjectURL(result);
-    $("after").src = state.resultUrl;
-    $("download").href = state.resultUrl;
-    $("download").download = outputName(state.file.name);
-    $("download").hidden = false;
-    const seconds = response.headers.get("X-Processing-Time");
-    const factor = response.headers.get("X-Real-Time-Factor");
-    setStatus(`Done in ${seconds} s (real-time factor ${factor}) with ${response.headers.get("X-Model")}.`);
-    const output = await spectrogramOf(result);
-    if (output) draw($("after-spectrogram"), output, state.inputSpectrogram ? state.inputSpectrogram.peak : output.peak);
+    await (here ? denoiseHere() : denoiseOnServer());
   } catch (error) {
     setStatus("");
-    showError(`The request failed (${error.message}).`);
+    showError(error.message);
   } finally {
     $("run").disabled = false;
   }
+}
+
+async function denoiseOnServer() {
+  const form = new FormData();
+  form.append("file", state.file);
+  const query = new URLSearchParams({ strength: $("strength").value, model: $("model").value });
+  let response;
+  try {
+    response = await fetch(`v1/denoise?${query}`, { method: "POST", body: form });
+  } catch (error) {
+    throw new Error(`The request failed (${error.message}).`);
+  }
+  if (!response.ok) throw new Error(await errorMessage(response));
+  const seconds = response.headers.get("X-Processing-Time");
+  const factor = response.headers.get("X-Real-Time-Factor");
+  const message = `Done in ${seconds} s (real-time factor ${factor}) with ${response.headers.get("X-Model")}.`;
+  await showResult(await response.blob(), outputName(state.file.name), message);
+}
+
+async function denoiseHere() {
+  const model = selectedModel();
+  let result;
+  try {
+    result = await denoiseInBrowser(state.file, model, Number($("strength").value));
+  } catch (error) {
+    const reason = String(error.message).split("\n")[0].replace(/\.$/, ""); // one line, one full stop
+    throw new Error(`In-browser denoising failed: ${reason}.`);
+  }
+  const { total } = result.timings;
+  const message =
+    `Done in ${total.toFixed(3)} s in this browser (real-time factor ${(total / result.seconds).toFixed(4)}) ` +
+    `with ${model.name}; the result is a 32-bit float WAV at ${result.sampleRate} Hz.`;
+  await showResult(result.wav, outputName(state.file.name, ".wav"), message);
+}
+
+async function showResult(result, name, message) {
+  state.resultUrl = URL.createObjectURL(result);
+  $("after").src = state.resultUrl;
+  $("download").href = state.resultUrl;
+  $("download").download = name;
+  $("download").hidden = false;
+  setStatus(message);
+  const output = await spectrogramOf(result);
+  if (output) draw($("after-spectrogram"), output, state.inputSpectrogram ? state.inputSpectrogram.peak : output.peak);
 }
 
 // --- spectrograms ------------------------------------------------------------------------------
@@ -117,9 +165,8 @@ async function denoise() {
 async function spectrogramOf(blob) {
   let audio;
   try {
-    const context = new OfflineAudioContext(1, 1, SPECTRUM_RATE);
-    audio = await context.decodeAudioData(await blob.arrayBuffer());
-  } catch (error) {
+    audio = await decode(blob, SPECTRUM_RATE);
+  } catch {
     return null; // a format this browser cannot decode: the players and the download still work
   }
   const samples = new Float32Array(audio.length);
@@ -219,7 +266,7 @@ function clearCanvas(canvas) {
 
 $("file").addEventListener("change", () => pick($("file").files[0]));
 $("run").addEventListener("click", denoise);
-$("model").addEventListener("change", useModelStrength);
+$("model").addEventListener("change", useModel);
 $("strength").addEventListener("input", () => {
   $("strength-value").textContent = Number($("strength").value).toFixed(2);
 });
@@ -234,4 +281,4 @@ drop.addEventListener("drop", (event) => {
   drop.classList.remove("over");
   pick(event.dataTransfer.files[0]);
 });
-loadModels();
+loadModels().then(offerBrowserMode);

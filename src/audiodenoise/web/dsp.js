@@ -1,0 +1,185 @@
+// The spectral front end of spectral.py and the block pipeline of Denoiser.process_block, so that a signal
+// denoised in the browser matches the server's result: frame k is centred on sample k*hop with zeros outside
+// the signal, patches sit on the same absolute grid, and blocks are planned as plan_block plans them.
+// The settings (SpectralConfig fields, snake_case as in /v1/models) always come from the server.
+
+/** Periodic Hann window, as torch.hann_window(length, periodic=True). */
+function hann(length) {
+  return Float64Array.from({ length }, (_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / length));
+}
+
+/** The settings plus what every transform reuses: windows and the DFT's cos/sin tables (bins x n_fft). */
+export function setup(config) {
+  // Patch gains are cross-faded with a Hann window; a model weighting them otherwise is not reproduced here.
+  if ((config.patch_weighting ?? "hann") !== "hann") {
+    throw new Error(`patch weighting "${config.patch_weighting}" is not supported in the browser`);
+  }
+  const n = config.n_fft;
+  const bins = Math.floor(n / 2) + 1;
+  const cos = new Float64Array(bins * n);
+  const sin = new Float64Array(bins * n);
+  for (let k = 0; k < bins; k++) {
+    for (let t = 0; t < n; t++) {
+      const angle = (2 * Math.PI * ((k * t) % n)) / n;
+      cos[k * n + t] = Math.cos(angle);
+      sin[k * n + t] = Math.sin(angle);
+    }
+  }
+  return { ...config, bins, window: hann(n), patchWeights: hann(config.patch_frames), cos, sin };
+}
+
+/** Frame i covers samples [i*hop, i*hop + n_fft) of `signal`; no padding. Returns {re, im, frames}, frame-major. */
+export function stft(signal, s) {
+  const { n_fft: n, hop_length: hop, bins, window, cos, sin } = s;
+  const frames = Math.floor((signal.length - n) / hop) + 1;
+  const re = new Float64Array(frames * bins);
+  const im = new Float64Array(frames * bins);
+  const x = new Float64Array(n);
+  for (let f = 0; f < frames; f++) {
+    for (let t = 0; t < n; t++) x[t] = signal[f * hop + t] * window[t];
+    for (let k = 0; k < bins; k++) {
+      // n_fft is odd (255) by default, so a direct DFT: no power-of-two FFT applies.
+      let a = 0;
+      let b = 0;
+      for (let t = 0, row = k * n; t < n; t++, row++) {
+        a += x[t] * cos[row];
+        b -= x[t] * sin[row];
+      }
+      re[f * bins + k] = a;
+      im[f * bins + k] = b;
+    }
+  }
+  return { re, im, frames };
+}
+
+/** Overlap-add of the frames' inverse DFTs times the window -> {signal, envelope (summed squared window)}. */
+export function istft({ re, im, frames }, s) {
+  const { n_fft: n, hop_length: hop, bins, window, cos, sin } = s;
+  const length = (frames - 1) * hop + n;
+  const signal = new Float64Array(length);
+  const envelope = new Float64Array(length);
+  const y = new Float64Array(n);
+  for (let f = 0; f < frames; f++) {
+    y.fill(0);
+    for (let k = 0; k < bins; k++) {
+      // irfft: the DC bin (and Nyquist, for an even n_fft) counts once and its imaginary part is ignored.
+      const single = k === 0 || 2 * k === n;
+      const a = ((single ? 1 : 2) * re[f * bins + k]) / n;
+      const b = single ? 0 : (2 * im[f * bins + k]) / n;
+      for (let t = 0, row = k * n; t < n; t++, row++) y[t] += a * cos[row] - b * sin[row];
+    }
+    for (let t = 0; t < n; t++) {
+      signal[f * hop + t] += y[t] * window[t];
+      envelope[f * hop + t] += window[t] * window[t];
+    }
+  }
+  return { signal, envelope };
+}
+
+/** Scaled log-magnitudes, (20*log10(max(|X|, amin)) - db_offset) / db_scale, frame-major. */
+export function features({ re, im }, s) {
+  const out = new Float32Array(re.length);
+  for (let i = 0; i < re.length; i++) {
+    out[i] = (20 * Math.log10(Math.max(Math.hypot(re[i], im[i]), s.amin)) - s.db_offset) / s.db_scale;
+  }
+  return out;
+}
+
+/** Frame-major features -> patches [patch][bin][frame] every patch_hop frames, as spectral.frames_to_patches. */
+export function toPatches(feats, frames, s) {
+  const { bins, patch_frames: length, patch_hop: step } = s;
+  const count = Math.floor((frames - length) / step) + 1;
+  const patches = new Float32Array(count * bins * length);
+  for (let p = 0; p < count; p++) {
+    for (let t = 0; t < length; t++) {
+      const source = (p * step + t) * bins;
+      for (let b = 0; b < bins; b++) patches[(p * bins + b) * length + t] = feats[source + b];
+    }
+  }
+  return { patches, count };
+}
+
+/** Patch gains [patch][bin][frame] -> frame-major gains, cross-faded as spectral.overlap_add_patches. */
+export function overlapAddPatches(gains, count, frames, s) {
+  const { bins, patch_frames: length, patch_hop: step, patchWeights: weights } = s;
+  const total = new Float64Array(frames * bins);
+  const norm = new Float64Array(frames);
+  for (let p = 0; p < count; p++) {
+    for (let t = 0; t < length; t++) {
+      const f = p * step + t;
+      norm[f] += weights[t];
+      for (let b = 0; b < bins; b++) total[f * bins + b] += weights[t] * gains[(p * bins + b) * length + t];
+    }
+  }
+  for (let f = 0; f < frames; f++) {
+    const scale = 1 / Math.max(norm[f], 1e-6);
+    for (let b = 0; b < bins; b++) total[f * bins + b] *= scale;
+  }
+  return total;
+}
+
+/** spectral.plan_block: the frames, and so the samples, that output frames [first, last) need. */
+export function planBlock(first, last, s) {
+  const { n_fft: n, hop_length: hop, patch_frames: length, patch_hop: step } = s;
+  const reach = Math.floor(Math.floor(n / 2) / hop) + 1;
+  const firstPatch = Math.floor((first - reach - length) / step) + 1;
+  const lastPatch = Math.ceil((last + reach) / step) - 1;
+  const contextFirst = firstPatch * step;
+  const contextLast = lastPatch * step + length;
+  return {
+    inputStart: contextFirst * hop - Math.floor(n / 2),
+    inputStop: (contextLast - 1) * hop - Math.floor(n / 2) + n,
+    outputStart: first * hop,
+    outputStop: last * hop,
+  };
+}
+
+/** Samples [start, stop) of `signal`, zeros outside it. */
+function excerpt(signal, start, stop) {
+  const out = new Float64Array(stop - start);
+  const from = Math.max(0, start);
+  const to = Math.min(signal.length, stop);
+  for (let i = from; i < to; i++) out[i - start] = signal[i];
+  return out;
+}
+
+/** Run `work` (sync or async), adding its seconds to `timings[stage]`. */
+export async function timed(timings, stage, work) {
+  const started = performance.now();
+  const result = await work();
+  timings[stage] = (timings[stage] || 0) + (performance.now() - started) / 1000;
+  return result;
+}
+
+/**
+ * Denoise one channel at the model's rate, block by block as Denoiser does; returns a Float32Array of its length.
+ * `runModel(patches, count)` resolves to the gains, same layout; `timings` gains seconds per stage.
+ */
+export async function denoiseSignal(signal, s, { strength, gainFloor, runModel, timings = {} }) {
+  const { hop_length: hop, patch_hop: step } = s;
+  const blockFrames = 64 * step; // any multiple of patch_hop gives the same result; this bounds memory
+  const lastFrame = Math.ceil(Math.ceil(signal.length / hop) / step) * step;
+  const out = new Float32Array(signal.length);
+  for (let first = 0; first < lastFrame; first += blockFrames) {
+    const plan = planBlock(first, Math.min(first + blockFrames, lastFrame), s);
+    const { spec, patches, count } = await timed(timings, "stft", () => {
+      const spec = stft(excerpt(signal, plan.inputStart, plan.inputStop), s);
+      return { spec, ...toPatches(features(spec, s), spec.frames, s) };
+    });
+    const gains = await timed(timings, "model", () => runModel(patches, count));
+    await timed(timings, "istft", () => {
+      const gain = overlapAddPatches(gains, count, spec.frames, s);
+      for (let i = 0; i < gain.length; i++) {
+        const g = Math.max(1 - strength * (1 - gain[i]), gainFloor);
+        spec.re[i] *= g;
+        spec.im[i] *= g;
+      }
+      const { signal: folded, envelope } = istft(spec, s);
+      const stop = Math.min(plan.outputStop, signal.length);
+      for (let i = plan.outputStart; i < stop; i++) {
+        out[i] = folded[i - plan.inputStart] / envelope[i - plan.inputStart];
+      }
+    });
+  }
+  return out;
+}
