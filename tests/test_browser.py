@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -96,13 +97,18 @@ def model_settings(server: str) -> dict:
         return next(entry for entry in json.load(response)["models"] if entry["name"] == MODEL)
 
 
-def denoise_in_page(page, source: Path, folder: Path) -> tuple[np.ndarray, int, str, str]:
-    """Pick the in-browser mode and the bundled model, load ``source``; the downloaded result (samples,
-    channels), its rate, the status line and the download's name."""
+def start_in_page(page, source: Path) -> None:
+    """Pick the in-browser mode and the bundled model, load ``source``."""
     page.wait_for_function(MODE_CHECKED)
     page.check("#where-browser")
     page.select_option("#model", MODEL)
     page.set_input_files("#file", str(source))
+
+
+def denoise_in_page(page, source: Path, folder: Path) -> tuple[np.ndarray, int, str, str]:
+    """Denoise ``source`` in the page; the downloaded result (samples, channels), its rate, the status line and
+    the download's name."""
+    start_in_page(page, source)
     page.wait_for_selector("#after-spectrogram[data-drawn], #error:not([hidden])", timeout=180_000)
     assert page.is_hidden("#error"), page.inner_text("#error")
     with page.expect_download() as download:
@@ -230,16 +236,71 @@ def test_in_browser_denoises_each_channel_at_the_models_rate(fresh_page, tmp_pat
     assert abs(np.corrcoef(audio[:, 0], audio[:, 1])[0, 1]) < 0.5
 
 
+# Records every status line the page shows, in window.statuses.
+RECORD_STATUS = """() => {
+  const status = document.getElementById("status");
+  window.statuses = [];
+  new MutationObserver(() => window.statuses.push(status.textContent)).observe(status, { childList: true });
+}"""
+PROGRESS = re.compile(r"^Denoising long\.wav in this browser… (\d+) %$")
+
+# Over `ms` milliseconds: the longest gap between ticks of a 10 ms timer, and the status line at the end.
+TIMER_GAPS = """(ms) => new Promise((resolve) => {
+  let last = performance.now();
+  let longest = 0;
+  const timer = setInterval(() => {
+    longest = Math.max(longest, performance.now() - last);
+    last = performance.now();
+  }, 10);
+  setTimeout(() => {
+    clearInterval(timer);
+    resolve({ longest, status: document.getElementById("status").textContent });
+  }, ms);
+})"""
+
+
 @needs_runtime
-def test_in_browser_error_is_one_line(fresh_page, tmp_path):
-    source = tmp_path / "notes.wav"
-    source.write_text("Shopping list: bread, milk.\n" * 20)
-    fresh_page.wait_for_function(MODE_CHECKED)
-    fresh_page.check("#where-browser")
-    fresh_page.set_input_files("#file", str(source))
-    fresh_page.wait_for_selector("#error:not([hidden])", timeout=60_000)
-    assert fresh_page.inner_text("#error") == "In-browser denoising failed: this browser cannot decode the file."
-    assert fresh_page.is_hidden("#download")
+def test_in_browser_denoising_reports_progress_and_leaves_the_page_responsive(fresh_page, tmp_path):
+    noisy = speech_like(20.0, RATE, seed=5) + 0.03 * np.random.default_rng(8).normal(size=20 * RATE).astype(np.float32)
+    source = tmp_path / "long.wav"
+    sf.write(source, noisy, RATE, subtype="FLOAT")
+    fresh_page.evaluate(RECORD_STATUS)
+    start_in_page(fresh_page, source)
+    fresh_page.wait_for_function("() => / %$/.test(document.getElementById('status').textContent)", timeout=120_000)
+
+    during = fresh_page.evaluate(TIMER_GAPS, 2000)
+    assert PROGRESS.match(during["status"]), during  # the window ended while the worker was still denoising
+    assert during["longest"] < 500, during  # the main thread kept running its timers (measured 18 ms)
+
+    fresh_page.wait_for_selector("#after-spectrogram[data-drawn], #error:not([hidden])", timeout=180_000)
+    assert fresh_page.is_hidden("#error"), fresh_page.inner_text("#error")
+    percents = [int(match[1]) for match in map(PROGRESS.match, fresh_page.evaluate("window.statuses")) if match]
+    assert percents == sorted(percents) and len(set(percents)) >= 5 and percents[-1] == 100, percents
+    assert "Done in" in fresh_page.inner_text("#status")
+
+
+@needs_runtime
+@pytest.mark.parametrize(
+    ("route_away", "content", "message"),
+    [
+        (None, b"Shopping list: bread, milk.\n" * 20, "this browser cannot decode the file"),  # on the main thread
+        ("**/onnx", None, "the server did not send the model (HTTP 404)"),  # in the worker
+    ],
+)
+def test_in_browser_error_is_one_line(browser, server, tmp_path, route_away, content, message):
+    source = tmp_path / "input.wav"
+    if content:
+        source.write_bytes(content)
+    else:
+        sf.write(source, speech_like(1.0, RATE), RATE)
+    page = open_page(browser, server, route_away)
+    try:
+        start_in_page(page, source)
+        page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+        assert page.inner_text("#error") == f"In-browser denoising failed: {message}."
+        assert page.is_hidden("#download")
+    finally:
+        page.close()
 
 
 def test_without_the_runtime_files_the_toggle_is_off_and_the_server_still_denoises(browser, server, tmp_path):

@@ -247,8 +247,9 @@ def test_health_docs_and_the_page(client):
         assert "://" not in path.read_text(), path
 
 
-def test_the_page_may_run_webassembly_threads_and_nothing_else_evaluated(client):
-    headers = client.get("/").headers
+@pytest.mark.parametrize("path", ["/", "/static/denoise-worker.js"])  # a worker follows its own script's headers
+def test_the_page_may_run_webassembly_threads_and_nothing_else_evaluated(client, path):
+    headers = client.get(path).headers
     assert headers["cross-origin-opener-policy"] == "same-origin"
     assert headers["cross-origin-embedder-policy"] == "require-corp"
     assert "script-src 'self' 'wasm-unsafe-eval';" in headers["content-security-policy"]

@@ -48,6 +48,8 @@ PAGE_POLICY = (
 )
 # Cross-origin isolation, which WebAssembly threads need: on the page and on the scripts its workers run.
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
+# A worker follows the policy of its own script's response, so the static files carry the page's too.
+PAGE_HEADERS = {"Content-Security-Policy": PAGE_POLICY, **ISOLATION}
 BINARY = {"type": "string", "format": "binary"}
 DENOISE_BODY = {
     "required": True,
@@ -72,11 +74,11 @@ ERROR_RESPONSES = {
 
 
 class IsolatedStaticFiles(StaticFiles):
-    """Static files with the isolation headers, so ONNX Runtime Web may start its threads' workers from them."""
+    """Static files with the page's headers, so workers started from them are isolated and restricted alike."""
 
     async def get_response(self, path: str, scope) -> Response:
         response = await super().get_response(path, scope)
-        response.headers.update(ISOLATION)
+        response.headers.update(PAGE_HEADERS)
         return response
 
 
@@ -158,7 +160,7 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY, **ISOLATION})
+        return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
 
     @app.get("/healthz", summary="liveness, load and limits")
     def healthz() -> dict:

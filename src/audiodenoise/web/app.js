@@ -1,7 +1,7 @@
 // The audiodenoise page: denoise a file on the server (/v1/denoise) or in this browser (inbrowser.js),
 // play both versions, draw their spectrograms.
 
-import { decode, denoiseInBrowser, loadRuntime } from "./inbrowser.js";
+import { checkRuntime, decode, denoiseInBrowser } from "./inbrowser.js";
 
 const $ = (id) => document.getElementById(id);
 const SPECTRUM_RATE = 22050; // decode at the model's rate: 0 to 11 kHz shown
@@ -51,7 +51,7 @@ function useModel() {
 
 async function offerBrowserMode() {
   try {
-    await loadRuntime();
+    await checkRuntime();
     $("where-browser").disabled = false;
     useModel();
   } catch (error) {
@@ -105,9 +105,10 @@ async function denoise() {
   showError("");
   $("run").disabled = true;
   const here = $("where-browser").checked;
-  setStatus(`Denoising ${state.file.name} ${here ? "in this browser" : "on the server"}…`);
+  const working = `Denoising ${state.file.name} ${here ? "in this browser" : "on the server"}…`;
+  setStatus(working);
   try {
-    await (here ? denoiseHere() : denoiseOnServer());
+    await (here ? denoiseHere(working) : denoiseOnServer());
   } catch (error) {
     setStatus("");
     showError(error.message);
@@ -133,11 +134,13 @@ async function denoiseOnServer() {
   await showResult(await response.blob(), outputName(state.file.name), message);
 }
 
-async function denoiseHere() {
+/** In this browser; the status line `working` gains the worker's progress. */
+async function denoiseHere(working) {
   const model = selectedModel();
+  const onProgress = (fraction) => setStatus(`${working} ${Math.floor(100 * fraction)} %`);
   let result;
   try {
-    result = await denoiseInBrowser(state.file, model, Number($("strength").value));
+    result = await denoiseInBrowser(state.file, model, Number($("strength").value), { onProgress });
   } catch (error) {
     const reason = String(error.message).split("\n")[0].replace(/\.$/, ""); // one line, one full stop
     throw new Error(`In-browser denoising failed: ${reason}.`);

@@ -153,20 +153,25 @@ export async function timed(timings, stage, work) {
 
 /**
  * Denoise one channel at the model's rate, block by block as Denoiser does; returns a Float32Array of its length.
- * `runModel(patches, count)` resolves to the gains, same layout; `timings` gains seconds per stage.
+ * `runModel(patches, count, onBatch)` resolves to the gains, same layout, calling `onBatch(fraction of the patches
+ * done)`; `onProgress(fraction of the blocks done)` counts the current block by that fraction; `timings` gains
+ * seconds per stage.
  */
-export async function denoiseSignal(signal, s, { strength, gainFloor, runModel, timings = {} }) {
+export async function denoiseSignal(signal, s, { strength, gainFloor, runModel, onProgress, timings = {} }) {
   const { hop_length: hop, patch_hop: step } = s;
   const blockFrames = 64 * step; // any multiple of patch_hop gives the same result; this bounds memory
   const lastFrame = Math.ceil(Math.ceil(signal.length / hop) / step) * step;
+  const blocks = Math.ceil(lastFrame / blockFrames);
   const out = new Float32Array(signal.length);
-  for (let first = 0; first < lastFrame; first += blockFrames) {
+  for (let block = 0; block < blocks; block++) {
+    const first = block * blockFrames;
     const plan = planBlock(first, Math.min(first + blockFrames, lastFrame), s);
     const { spec, patches, count } = await timed(timings, "stft", () => {
       const spec = stft(excerpt(signal, plan.inputStart, plan.inputStop), s);
       return { spec, ...toPatches(features(spec, s), spec.frames, s) };
     });
-    const gains = await timed(timings, "model", () => runModel(patches, count));
+    const onBatch = (done) => onProgress((block + done) / blocks);
+    const gains = await timed(timings, "model", () => runModel(patches, count, onBatch));
     await timed(timings, "istft", () => {
       const gain = overlapAddPatches(gains, count, spec.frames, s);
       for (let i = 0; i < gain.length; i++) {

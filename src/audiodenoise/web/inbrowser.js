@@ -1,24 +1,47 @@
-// Denoising in this browser: ONNX Runtime Web (vendored by `make web`, served by this server) runs the server's
-// own model on the patch features; dsp.js does everything around it. The file never leaves the page.
+// Denoising in this browser: denoise-worker.js runs the model (ONNX Runtime Web) and dsp.js in a module worker,
+// so the page stays responsive; here the page decodes the file, hands its channels over and encodes the result.
+// The file never leaves the page.
 
-import { denoiseSignal, setup, timed } from "./dsp.js";
+import { timed } from "./dsp.js";
 
-const RUNTIME = "./vendor/ort.wasm.bundle.min.mjs";
-const BATCH = 16; // patches per model call, as the server's Denoiser
-const sessions = new Map(); // model name -> promise of its InferenceSession
-let runtime = null;
+const pending = new Map(); // request id -> {resolve, reject, onProgress}
+let worker = null;
+let nextId = 0;
 
-/** ONNX Runtime Web; rejects with a one-line reason when this page cannot run it. */
-export function loadRuntime() {
-  runtime ??= (async () => {
-    if (typeof WebAssembly !== "object") throw new Error("this browser has no WebAssembly");
-    try {
-      return await import(RUNTIME);
-    } catch {
-      throw new Error("ONNX Runtime Web was not built into this installation (run make web)");
-    }
-  })();
-  return runtime;
+/** The worker, started on first use; if it fails, what was waiting fails with it and the next call starts another. */
+function startWorker() {
+  const started = new Worker(new URL("./denoise-worker.js", import.meta.url), { type: "module" });
+  started.onmessage = ({ data }) => {
+    const request = pending.get(data.id);
+    if ("progress" in data) return request.onProgress(data.progress);
+    pending.delete(data.id);
+    if ("error" in data) request.reject(new Error(data.error));
+    else request.resolve(data.result);
+  };
+  started.onerror = (event) => {
+    event.preventDefault();
+    const error = new Error(event.message || "the denoising worker could not start");
+    for (const request of pending.values()) request.reject(error);
+    pending.clear();
+    started.terminate();
+    worker = null;
+  };
+  return started;
+}
+
+/** Send `message` to the worker, moving `transfer`'s buffers; resolves to its result. */
+function ask(message, transfer = [], onProgress = () => {}) {
+  worker ??= startWorker();
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, onProgress });
+    worker.postMessage({ id, ...message }, transfer);
+  });
+}
+
+/** Resolves once the worker has loaded ONNX Runtime Web; rejects with a one-line reason when it cannot. */
+export function checkRuntime() {
+  return ask({ check: true });
 }
 
 /** Decode an audio file to an AudioBuffer at `rate`, resampled by the browser when the file's rate differs. */
@@ -28,35 +51,6 @@ export async function decode(blob, rate) {
   } catch {
     throw new Error("this browser cannot decode the file");
   }
-}
-
-/** The model's inference session, created once per model from GET /v1/models/{name}/onnx. */
-function session(ort, name) {
-  if (!sessions.has(name)) {
-    const created = (async () => {
-      const response = await fetch(`v1/models/${encodeURIComponent(name)}/onnx`);
-      if (!response.ok) throw new Error(`the server did not send the model (HTTP ${response.status})`);
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
-    })();
-    created.catch(() => sessions.delete(name)); // a failure is not cached: the next attempt tries again
-    sessions.set(name, created);
-  }
-  return sessions.get(name);
-}
-
-/** Gains of `count` patches ([patch][bin][frame]) from the model, BATCH patches per call. */
-async function patchGains(ort, model, patches, count, s) {
-  const size = s.bins * s.patch_frames;
-  const gains = new Float32Array(count * size);
-  for (let first = 0; first < count; first += BATCH) {
-    const n = Math.min(BATCH, count - first);
-    const batch = patches.subarray(first * size, (first + n) * size);
-    const input = new ort.Tensor("float32", batch, [n, 1, s.bins, s.patch_frames]);
-    const output = await model.run({ [model.inputNames[0]]: input });
-    gains.set(output[model.outputNames[0]].data, first * size);
-  }
-  return gains;
 }
 
 /** A 32-bit float WAV of equally long Float32Array channels. */
@@ -89,30 +83,36 @@ export function encodeWav(channels, rate) {
 }
 
 /**
- * Denoise `blob` in this page with `model` (an entry of /v1/models) at `strength`, each channel on its own.
+ * Denoise `blob` in this page with `model` (an entry of /v1/models) at `strength`, each channel on its own;
+ * `onProgress(fraction done)` as the worker goes, `threads` (WebAssembly threads) applies before the first model.
  * Resolves to {wav, sampleRate, channels, seconds, threads, timings}: the result is a 32-bit float WAV at the
- * model's rate; timings are seconds per stage (decode, stft, model, istft) and in total, model loading apart.
+ * model's rate; timings are seconds per stage (decode, stft, model, istft) and in total, model loading (load) apart.
  */
-export async function denoiseInBrowser(blob, model, strength) {
-  const ort = await loadRuntime();
-  const s = setup(model.spectral);
-  const net = await session(ort, model.name);
-  const timings = {};
+export async function denoiseInBrowser(blob, model, strength, { onProgress, threads } = {}) {
   const started = performance.now();
+  const timings = {};
+  const s = model.spectral;
   const audio = await timed(timings, "decode", () => decode(blob, s.sample_rate));
   if (!audio.length) throw new Error("the file contains no audio samples");
-  const options = { strength, gainFloor: model.gain_floor, timings };
-  options.runModel = (patches, count) => patchGains(ort, net, patches, count, s);
-  const channels = [];
-  for (let c = 0; c < audio.numberOfChannels; c++) channels.push(await denoiseSignal(audio.getChannelData(c), s, options));
-  const wav = encodeWav(channels, s.sample_rate);
-  timings.total = (performance.now() - started) / 1000;
+  const channels = Array.from({ length: audio.numberOfChannels }, (_, c) => audio.getChannelData(c).slice());
+  const job = {
+    modelUrl: new URL(`v1/models/${encodeURIComponent(model.name)}/onnx`, document.baseURI).href,
+    spectral: s,
+    gainFloor: model.gain_floor,
+    strength,
+    channels,
+    threads,
+  };
+  const result = await ask({ denoise: job }, channels.map((channel) => channel.buffer), onProgress);
+  const wav = encodeWav(result.channels, s.sample_rate);
+  Object.assign(timings, result.timings);
+  timings.total = (performance.now() - started) / 1000 - timings.load;
   return {
     wav,
     sampleRate: s.sample_rate,
     channels: channels.length,
     seconds: audio.duration,
-    threads: ort.env.wasm.numThreads,
+    threads: result.threads,
     timings,
   };
 }

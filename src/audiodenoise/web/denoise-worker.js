@@ -1,0 +1,92 @@
+// The in-browser pipeline, off the page's main thread: ONNX Runtime Web (vendored by `make web`) runs the
+// server's own model on the patch features; dsp.js does everything around it. inbrowser.js talks to it:
+// requests {id, check} or {id, denoise}; answers {id, progress} (0 to 1), then {id, result} or {id, error}.
+
+import { denoiseSignal, setup, timed } from "./dsp.js";
+
+const RUNTIME = "./vendor/ort.wasm.bundle.min.mjs";
+const BATCH = 16; // patches per model call, as the server's Denoiser
+const sessions = new Map(); // model URL -> promise of its InferenceSession
+let runtime = null;
+let queue = Promise.resolve(); // one request at a time: a session runs one batch at a time
+
+/** ONNX Runtime Web; rejects with a one-line reason when this browser cannot run it. */
+function loadRuntime() {
+  runtime ??= (async () => {
+    if (typeof WebAssembly !== "object") throw new Error("this browser has no WebAssembly");
+    try {
+      return await import(RUNTIME);
+    } catch {
+      throw new Error("ONNX Runtime Web was not built into this installation (run make web)");
+    }
+  })();
+  return runtime;
+}
+
+/** The model's inference session, created once per model from its ONNX export at `url`. */
+function session(ort, url) {
+  if (!sessions.has(url)) {
+    const created = (async () => {
+      const response = await fetch(url);
+      if (!response.ok) throw new Error(`the server did not send the model (HTTP ${response.status})`);
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+    })();
+    created.catch(() => sessions.delete(url)); // a failure is not cached: the next attempt tries again
+    sessions.set(url, created);
+  }
+  return sessions.get(url);
+}
+
+/** Gains of `count` patches ([patch][bin][frame]), BATCH patches per call; `onBatch(fraction of patches done)`. */
+async function patchGains(ort, model, patches, count, s, onBatch) {
+  const size = s.bins * s.patch_frames;
+  const gains = new Float32Array(count * size);
+  for (let first = 0; first < count; first += BATCH) {
+    const n = Math.min(BATCH, count - first);
+    const batch = patches.subarray(first * size, (first + n) * size);
+    const input = new ort.Tensor("float32", batch, [n, 1, s.bins, s.patch_frames]);
+    const output = await model.run({ [model.inputNames[0]]: input });
+    gains.set(output[model.outputNames[0]].data, first * size);
+    onBatch((first + n) / count);
+  }
+  return gains;
+}
+
+/**
+ * Denoise `channels` (Float32Arrays at the model's rate) each on its own; `threads`, when given, is set before
+ * the first session. Resolves to {channels, threads, timings}: seconds per stage, model loading as `load`.
+ */
+async function denoise({ modelUrl, spectral, gainFloor, strength, channels, threads }, progress) {
+  const ort = await loadRuntime();
+  if (threads) ort.env.wasm.numThreads = threads;
+  const s = setup(spectral);
+  const timings = {};
+  const net = await timed(timings, "load", () => session(ort, modelUrl));
+  const out = [];
+  for (const [c, signal] of channels.entries()) {
+    const runModel = (patches, count, onBatch) => patchGains(ort, net, patches, count, s, onBatch);
+    const onProgress = (done) => progress((c + done) / channels.length);
+    out.push(await denoiseSignal(signal, s, { strength, gainFloor, runModel, onProgress, timings }));
+  }
+  return { channels: out, threads: ort.env.wasm.numThreads, timings };
+}
+
+/** A request's result: {} once the runtime loads for `check`, the denoised channels for `denoise`. */
+async function handle({ check, denoise: job }, progress) {
+  if (!check) return denoise(job, progress);
+  await loadRuntime();
+  return {};
+}
+
+self.onmessage = ({ data }) => {
+  const { id } = data;
+  queue = queue.then(async () => {
+    try {
+      const result = await handle(data, (progress) => postMessage({ id, progress }));
+      postMessage({ id, result }, (result.channels ?? []).map((channel) => channel.buffer));
+    } catch (error) {
+      postMessage({ id, error: String(error.message ?? error) });
+    }
+  });
+};
