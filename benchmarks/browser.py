@@ -29,13 +29,12 @@ STAGES = {"decode": "decode s", "stft": "STFT+features s", "model": "model s", "
 # In a fresh page: set the thread count before the first session, run once (loading the model), then time.
 RUN = """async ([data, threads, runs]) => {
   const here = await import(new URL("static/inbrowser.js", document.baseURI));
-  const ort = await here.loadRuntime();
-  ort.env.wasm.numThreads = threads;
+  await here.checkRuntime();
   const listing = await (await fetch("v1/models")).json();
   const model = listing.models.find((entry) => entry.name === listing.default);
   const blob = new Blob([Uint8Array.from(atob(data), (char) => char.charCodeAt(0))], { type: "audio/wav" });
   const started = performance.now();
-  const first = await here.denoiseInBrowser(blob, model, model.strength);
+  const first = await here.denoiseInBrowser(blob, model, model.strength, { threads });
   const load = (performance.now() - started) / 1000 - first.timings.total;
   const timings = [];
   for (let i = 0; i < runs; i++) timings.push((await here.denoiseInBrowser(blob, model, model.strength)).timings);
