@@ -390,3 +390,12 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path, identity_
     assert "Traceback" not in completed.stderr + completed.stdout
     assert_clean_error(completed.stderr, "absent.wav")
     assert "0 of 1 inputs denoised, 1 failed" in completed.stdout
+
+
+@pytest.mark.parametrize("option", [["--low-latency"], ["--engine", "torch"], ["--atten-lim-db", "12"]])
+def test_local_only_options_with_server_are_refused(capsys, tmp_path, option):
+    source = write_wav(tmp_path / "a.wav", subtype="PCM_16")
+    code, _, err = run(capsys, source, "--server", "http://127.0.0.1:9", *option)
+    assert code == 2
+    assert_clean_error(err, option[0])
+    assert files(tmp_path) == {"a.wav"}
