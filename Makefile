@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/train_speed.py
 	$(PYTHON) benchmarks/serve_load.py
 	$(PYTHON) benchmarks/browser.py
+	$(PYTHON) benchmarks/streaming.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
