@@ -328,39 +328,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _number(kind: type, low: float, high: float | None = None, above: bool = False):
+    """An argparse type: ``kind`` at least ``low`` (above it, if ``above``) and at most ``high``."""
+
+    def parse(text: str):
+        value = kind(text)
+        if (value <= low if above else value < low) or (high is not None and value > high):
+            bound = f"within [{low}, {high}]" if high is not None else f"{'above' if above else 'at least'} {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be within [0, 65535], not {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be within [0, 1], not {value}")
-    return value
+_positive_int = _number(int, 1)
+_non_negative_int = _number(int, 0)
+_positive_float = _number(float, 0, above=True)
+_port = _number(int, 0, 65535)
+_fraction = _number(float, 0, 1)
 
 
 def _add_corpus_options(parser: argparse.ArgumentParser) -> None:

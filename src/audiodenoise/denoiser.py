@@ -109,7 +109,7 @@ class Denoiser:
     @property
     def latency_samples(self) -> int:
         """Algorithmic latency of streaming, in samples at the model's rate: the first sample of a block
-        comes out once the block and the context after it (about 0.4 s) are in; later samples wait less."""
+        comes out once the block and the frames after it that its patches need are in; later samples wait less."""
         plan = plan_block(0, self.block_frames, self.spectral)
         return plan.input_span(self.spectral)[1] - plan.output_span(self.spectral)[0]
 
@@ -145,15 +145,12 @@ class Denoiser:
         return FileResult(info.frames / info.sample_rate, time.perf_counter() - started)
 
     @torch.inference_mode()
-    def process_block(
-        self, excerpt: np.ndarray, plan: BlockPlan, known: dict[int, torch.Tensor] | None = None
-    ) -> np.ndarray:
+    def process_block(self, excerpt: np.ndarray, plan: BlockPlan, known: dict[int, torch.Tensor]) -> np.ndarray:
         """Denoise the samples of ``plan``'s output span from the ``excerpt`` (samples, channels) of its input span.
 
         ``known`` maps a patch's first frame to its gains (channels, bins, frames) from earlier blocks; the
         patches computed here are added to it."""
         cfg = self.spectral
-        known = {} if known is None else known
         spec = stft(torch.from_numpy(np.ascontiguousarray(excerpt.T)), cfg)  # (channels, bins, frames)
         patches = frames_to_patches(magnitude_to_features(spec.abs(), cfg), cfg)
         starts = [plan.context_first_frame + i * cfg.patch_hop for i in range(plan.n_patches)]

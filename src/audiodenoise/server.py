@@ -11,7 +11,6 @@ import io
 import math
 import os
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -176,9 +175,6 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
     def list_models() -> dict:
         return {"default": default_model, "models": [_describe(name, d) for name, d in models.items()]}
 
-    onnx_cache: dict[str, bytes] = {}
-    onnx_lock = threading.Lock()
-
     @app.get(
         "/v1/models/{name}/onnx",
         summary="a model as ONNX (features -> gain), for denoising in the browser",
@@ -189,12 +185,11 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
     def model_onnx(name: str) -> Response:
         if name not in models:
             raise HTTPException(404, f"unknown model {name!r}; this server offers {', '.join(models)}")
-        with onnx_lock:  # a PyTorch model is exported once, on first request
-            if name not in onnx_cache:
-                onnx_cache[name] = denoiser_onnx(models[name])
         disposition = f"attachment; filename*=UTF-8''{quote(name)}.onnx"
         return Response(
-            onnx_cache[name], media_type="application/octet-stream", headers={"Content-Disposition": disposition}
+            denoiser_onnx(models[name]),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": disposition},
         )
 
     @app.post(

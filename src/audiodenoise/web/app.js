@@ -9,7 +9,7 @@ const FFT_SIZE = 512;
 const DYNAMIC_RANGE_DB = 90;
 const COLORS = [[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]]; // magma-like
 
-const state = { file: null, inputSpectrogram: null, inputUrl: null, resultUrl: null, models: new Map() };
+const state = { file: null, inputSpectrogram: null, inputUrl: null, resultUrl: null, models: new Map(), run: 0 };
 
 function showError(message) {
   $("error").textContent = message;
@@ -101,25 +101,32 @@ async function errorMessage(response) {
 
 async function denoise() {
   if (!state.file) return;
+  const run = ++state.run; // a later run (another file picked meanwhile) makes this one's outcome stale
+  const current = () => run === state.run;
+  const file = state.file;
   forgetResult();
   showError("");
   $("run").disabled = true;
   const here = $("where-browser").checked;
-  const working = `Denoising ${state.file.name} ${here ? "in this browser" : "on the server"}…`;
+  const working = `Denoising ${file.name} ${here ? "in this browser" : "on the server"}…`;
   setStatus(working);
   try {
-    await (here ? denoiseHere(working) : denoiseOnServer());
+    const outcome = await (here ? denoiseHere(file, working, current) : denoiseOnServer(file));
+    if (current()) await showResult(...outcome);
   } catch (error) {
-    setStatus("");
-    showError(error.message);
+    if (current()) {
+      setStatus("");
+      showError(error.message);
+    }
   } finally {
-    $("run").disabled = false;
+    if (current()) $("run").disabled = false;
   }
 }
 
-async function denoiseOnServer() {
+/** On the server: resolves to [result blob, download name, status message]. */
+async function denoiseOnServer(file) {
   const form = new FormData();
-  form.append("file", state.file);
+  form.append("file", file);
   const query = new URLSearchParams({ strength: $("strength").value, model: $("model").value });
   let response;
   try {
@@ -131,16 +138,16 @@ async function denoiseOnServer() {
   const seconds = response.headers.get("X-Processing-Time");
   const factor = response.headers.get("X-Real-Time-Factor");
   const message = `Done in ${seconds} s (real-time factor ${factor}) with ${response.headers.get("X-Model")}.`;
-  await showResult(await response.blob(), outputName(state.file.name), message);
+  return [await response.blob(), outputName(file.name), message];
 }
 
-/** In this browser; the status line `working` gains the worker's progress. */
-async function denoiseHere(working) {
+/** In this browser, as denoiseOnServer; the status line `working` gains the worker's progress while `current()`. */
+async function denoiseHere(file, working, current) {
   const model = selectedModel();
-  const onProgress = (fraction) => setStatus(`${working} ${Math.floor(100 * fraction)} %`);
+  const onProgress = (fraction) => current() && setStatus(`${working} ${Math.floor(100 * fraction)} %`);
   let result;
   try {
-    result = await denoiseInBrowser(state.file, model, Number($("strength").value), { onProgress });
+    result = await denoiseInBrowser(file, model, Number($("strength").value), { onProgress });
   } catch (error) {
     const reason = String(error.message).split("\n")[0].replace(/\.$/, ""); // one line, one full stop
     throw new Error(`In-browser denoising failed: ${reason}.`);
@@ -149,7 +156,7 @@ async function denoiseHere(working) {
   const message =
     `Done in ${total.toFixed(3)} s in this browser (real-time factor ${(total / result.seconds).toFixed(4)}) ` +
     `with ${model.name}; the result is a 32-bit float WAV at ${result.sampleRate} Hz.`;
-  await showResult(result.wav, outputName(state.file.name, ".wav"), message);
+  return [result.wav, outputName(file.name, ".wav"), message];
 }
 
 async function showResult(result, name, message) {
