@@ -14,15 +14,16 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    """The CPU model, family/model numbers and its widest vector extension (they change what is fast)."""
+    fields = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    cpu = fields.get("model name", platform.processor())
+    flags = set(fields.get("flags", "").split())
+    vector = next((name for name in ("avx512_bf16", "avx512f", "avx2") if name in flags), "no AVX2")
+    family = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+    return f"{cpu} ({family}, {vector}), {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def write_results(name: str, payload: dict) -> Path:

@@ -16,22 +16,25 @@ from audiodenoise.spectral import SpectralConfig
 from audiodenoise.train import TrainConfig, Trainer
 
 SETTINGS = {
-    "fp32": {"channels_last": False},
-    "channels-last": {"channels_last": True},
+    "fp32": {"channels_last": False, "bf16": False},
+    "channels-last": {"channels_last": True, "bf16": False},
     "bf16 autocast": {"channels_last": False, "bf16": True},
-    "torch.compile": {"channels_last": False, "compile": True},
+    "bf16 + channels-last": {"channels_last": True, "bf16": True},
+    "torch.compile": {"channels_last": False, "bf16": False, "compile": True},
 }
 
 
-def pairs_per_second(setting: dict, threads: int, batch: int, steps: int, device: str) -> float:
+def pairs_per_second(setting: dict, threads: int, batch: int, steps: int, device: str, n_fft: int) -> float:
     torch.manual_seed(0)
     torch.set_num_threads(threads)
     config = TrainConfig(batch_size=batch, threads=threads, device=device, **setting)
-    trainer = Trainer(UNet(ModelConfig()), SpectralConfig(), config, torch.device(device))
+    spectral = SpectralConfig(n_fft=n_fft)
+    trainer = Trainer(UNet(ModelConfig()), spectral, config, torch.device(device))
     if config.compile:
         trainer.network = torch.compile(trainer.network)
-    noisy = torch.rand(batch, 1, 128, 128, generator=torch.Generator().manual_seed(1))
-    clean = noisy * torch.rand(batch, 1, 128, 128, generator=torch.Generator().manual_seed(2))
+    shape = (batch, 1, spectral.n_bins, spectral.patch_frames)
+    noisy = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    clean = noisy * torch.rand(shape, generator=torch.Generator().manual_seed(2))
 
     def step() -> None:
         loss, _ = trainer.batch_loss(noisy, clean)
@@ -57,6 +60,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--n-fft", type=int, default=SpectralConfig.n_fft, help="patch height n_fft // 2 + 1")
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     parser.add_argument("--results", default="train_speed", help="name of the results file")
     args = parser.parse_args()
@@ -64,7 +68,7 @@ def main() -> None:
     for name in args.settings:
         for threads in args.threads:
             try:
-                speed = pairs_per_second(SETTINGS[name], threads, args.batch_size, args.steps, args.device)
+                speed = pairs_per_second(SETTINGS[name], threads, args.batch_size, args.steps, args.device, args.n_fft)
             except Exception as error:  # a setting this machine cannot run is reported, not fatal
                 print(f"{name} at {threads} threads failed: {str(error).splitlines()[0]}")
                 speed = float("nan")
@@ -72,7 +76,9 @@ def main() -> None:
             results.append({"setting": name, "threads": threads, "pairs_per_second": speed})
     print_table(["setting", "threads", "pairs/s"], rows)
     write_results(
-        args.results, {"device": args.device, "batch_size": args.batch_size, "steps": args.steps, "results": results}
+        args.results,
+        {"device": args.device, "n_fft": args.n_fft, "batch_size": args.batch_size, "steps": args.steps}
+        | {"results": results},
     )
 
 

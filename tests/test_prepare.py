@@ -10,13 +10,14 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import resume_state, write_corpus
+from conftest import resume_state, speech_like, write_corpus
 
 from audiodenoise.checkpoint import load_checkpoint
 from audiodenoise.cli import main
 from audiodenoise.data.mixing import MixConfig
 from audiodenoise.data.onthefly import MixingDataset, fixed_pairs
 from audiodenoise.data.splits import SplitConfig, split_corpora
+from audiodenoise.denoiser import Denoiser
 from audiodenoise.spectral import SpectralConfig
 
 SPEAKERS = ("alice", "bob", "carol", "dave", "erin", "frank")
@@ -219,6 +220,28 @@ def test_train_on_the_fly_writes_a_checkpoint(corpus, tmp_path):
     assert state["step"] == 2 and state["epoch"] == 1
     _, spectral, config = load_checkpoint(run / "best")
     assert config["info"]["dataset"].startswith("on the fly")
+
+
+def test_stft_options_reach_the_dataset_and_the_checkpoint(corpus, tmp_path):
+    out, run = tmp_path / "data", tmp_path / "run"
+    stft = ["--n-fft", "511", "--hop-length", "128"]
+    assert main(prepare_argv(corpus, out, "--workers", "1", *stft)) == 0
+    assert SpectralConfig.from_dict(manifest_of(out)["spectral"]) == SpectralConfig(n_fft=511, hop_length=128)
+    argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run), *stft]
+    assert main(argv + ["--epoch-pairs", "4", "--batch-size", "2", "--epochs", "1", "--threads", "1"]) == 0
+    model, spectral, _ = load_checkpoint(run / "best")
+    assert (spectral.n_fft, spectral.hop_length, spectral.n_bins) == (511, 128, 256)
+    noisy = speech_like(2.0, 22050) + 0.01 * np.random.default_rng(0).normal(size=44100).astype(np.float32)
+    clean = Denoiser(model, spectral)(noisy, 22050)
+    assert clean.shape == noisy.shape and np.isfinite(clean).all() and not np.array_equal(clean, noisy)
+
+
+def test_stft_settings_the_unet_cannot_halve_are_refused(corpus, tmp_path, capsys):
+    argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(tmp_path / "run")]
+    assert main(argv + ["--n-fft", "300", "--epoch-pairs", "4", "--batch-size", "2"]) == 2
+    error = capsys.readouterr().err
+    assert "151 bins" in error and "multiple of 16" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

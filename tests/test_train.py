@@ -12,10 +12,11 @@ import torch
 from conftest import resume_state, write_corpus
 from safetensors import safe_open
 
+from audiodenoise.checkpoint import load_checkpoint
 from audiodenoise.cli import main
 from audiodenoise.losses import LOSSES
 from audiodenoise.model import ModelConfig
-from audiodenoise.train import TrainConfig, TrainingError, train
+from audiodenoise.train import TrainConfig, TrainingError, bf16_native, train
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,14 @@ def test_resuming_with_other_stft_settings_is_refused(dataset, tmp_path):
     other = Trainer(UNet(ModelConfig()), SpectralConfig(hop_length=32), TrainConfig(), torch.device("cpu"))
     with pytest.raises(TrainingError, match="STFT settings differ"):
         other.load_resume_point(run / "last" / "training.safetensors")
+
+
+@pytest.mark.parametrize("option, expected", [([], bf16_native(torch.device("cpu"))), (["--no-bf16"], False)])
+def test_bf16_defaults_to_what_the_cpu_computes_natively_and_is_recorded(dataset, tmp_path, option, expected):
+    run = tmp_path / "run"
+    assert main(["train", str(dataset), str(run), *TRAIN, "--max-steps", "1", *option]) == 0
+    _, _, config = load_checkpoint(run / "last")
+    assert config["info"]["train"]["bf16"] is expected
 
 
 @pytest.mark.parametrize("loss", LOSSES)

@@ -188,6 +188,13 @@ def _mixing(args: argparse.Namespace):
     )
 
 
+def _spectral(args: argparse.Namespace):
+    from .spectral import SpectralConfig
+
+    given = {"n_fft": args.n_fft, "hop_length": args.hop_length}
+    return SpectralConfig(**{name: value for name, value in given.items() if value is not None})
+
+
 def _split(args: argparse.Namespace):
     from .data.splits import SplitConfig
 
@@ -219,6 +226,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         args.speech,
         args.noise,
         args.output,
+        spectral=_spectral(args),
         mixing=_mixing(args),
         split_config=_split(args),
         max_files=args.max_files,
@@ -258,7 +266,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = args.paths[-1]
     data = args.paths[0]
     if args.speech:
-        data = OnTheFly(args.speech, args.noise, _mixing(args), _split(args), args.epoch_pairs, args.loader_workers)
+        data = OnTheFly(
+            args.speech, args.noise, _mixing(args), _split(args), _spectral(args), args.epoch_pairs, args.loader_workers
+        )
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,
@@ -375,6 +385,11 @@ def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--synthetic-noise-fraction", type=_fraction, default=0.3)
     group.add_argument("--clean-fraction", type=_fraction, default=0.0, help="share of mixes with no noise at all")
     group.add_argument("--seed", type=int, default=0)
+    stft = parser.add_argument_group("STFT (stored in the dataset and every checkpoint)")
+    stft.add_argument(
+        "--n-fft", type=_positive_int, help="window in samples (default 255); n_fft // 2 + 1 must be a multiple of 16"
+    )
+    stft.add_argument("--hop-length", type=_positive_int, help="samples between frames (default 63)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -449,7 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validate-every", type=int, default=500, help="steps (0: only at the end of each epoch)")
     train.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    train.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    train.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="autocast to bfloat16 (default: where the GPU or CPU computes in it natively)",
+    )
     train.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, default=True, help="channels-last memory format"
     )

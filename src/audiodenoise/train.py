@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -62,8 +62,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = "auto"  # auto: CUDA when present
-    bf16: bool = False  # autocast to bfloat16
-    channels_last: bool = True  # about 20% faster on CPU (benchmarks/train_speed.py)
+    bf16: bool | None = None  # autocast to bfloat16; None: where the hardware computes in it (bf16_native)
+    channels_last: bool = True  # faster on CPU (benchmarks/train_speed.py)
     compile: bool = False
     tensorboard: bool = False
 
@@ -76,6 +76,7 @@ class OnTheFly:
     noise: str | Path
     mixing: MixConfig = MixConfig()
     split: SplitConfig = SplitConfig()
+    spectral: SpectralConfig = SpectralConfig()
     epoch_pairs: int = 20000
     workers: int = 1  # DataLoader processes that mix
 
@@ -141,7 +142,7 @@ class MixedBatches:
 def open_source(data: str | Path | OnTheFly, config: TrainConfig, ranks: Ranks = Ranks()):
     """(STFT settings, training batches, validation pairs) of a prepared dataset or an on-the-fly source."""
     if isinstance(data, OnTheFly):
-        spectral = SpectralConfig()
+        spectral = data.spectral
         splits = split_corpora(data.speech, data.noise, data.split)
         batches = MixedBatches(data, splits["train"], spectral, config.batch_size, config.seed, ranks)
         return spectral, batches, fixed_pairs(splits["val"], config.max_val_pairs, spectral, data.mixing)
@@ -157,10 +158,26 @@ def learning_rate(step: int, total: int, config: TrainConfig) -> float:
     return low + 0.5 * (high - low) * (1 + math.cos(math.pi * progress))
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX (elsewhere bf16 convolutions are emulated and far slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
 class Trainer:
     """One model, its optimizer and the run's state; ``fit`` runs the loop."""
 
     def __init__(self, model: UNet, spectral: SpectralConfig, config: TrainConfig, device: torch.device):
+        if config.bf16 is None:
+            config = replace(config, bf16=bf16_native(device))
         self.model, self.spectral, self.config, self.device = model.to(device), spectral, config, device
         self.loss_name = config.loss or DEFAULT_LOSS[model.config.target]
         if self.loss_name not in LOSSES:
@@ -330,6 +347,12 @@ def train(
     ranks = _ranks_from_environment(device)
     spectral, batches, val_data = open_source(data, config, ranks)
     source_name = str(data) if not isinstance(data, OnTheFly) else f"on the fly: {data.speech} + {data.noise}"
+    multiple = 2**model_config.depth
+    if spectral.n_bins % multiple or spectral.patch_frames % multiple:
+        raise TrainingError(
+            f"{source_name}: patches of {spectral.n_bins} bins x {spectral.patch_frames} frames do not halve "
+            f"{model_config.depth} times; use an n_fft whose n_fft // 2 + 1 is a multiple of {multiple} (255, 511)"
+        )
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = UNet(model_config)
@@ -363,7 +386,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_history(history, rows)  # drops rows logged after the checkpoint a resume starts from
     info = {
-        "train": asdict(config) | {"loss": trainer.loss_name, "processes": ranks.world},
+        "train": asdict(trainer.config) | {"loss": trainer.loss_name, "processes": ranks.world},
         "dataset": source_name,
         "init_from": str(init_from) if init_from else None,
     }
