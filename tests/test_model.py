@@ -76,3 +76,15 @@ def test_unknown_target_is_refused():
         assert "target" in str(error)
     else:
         raise AssertionError("an unknown target was accepted")
+
+
+def test_a_near_saturated_mask_still_learns_under_bf16_autocast():
+    model = UNet(ModelConfig(target="mask")).eval()
+    with torch.no_grad():
+        model.head[2].weight.zero_()
+        model.head[2].bias.fill_(7.0)  # sigmoid(7) = 0.99909, which bfloat16 rounds to exactly 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gain = model(torch.randn(1, 1, 128, 128))
+    assert gain.dtype == torch.float32 and float(gain.detach().max()) < 1.0
+    gain.mean().backward()
+    assert float(model.head[2].bias.grad) > 1e-4

@@ -107,6 +107,11 @@ class UNet(nn.Module):
         x = self.bottleneck_dropout(self.bottleneck(x))
         for step, skip in zip(self.decoder, reversed(skips)):
             x = step(x, skip)
+        if torch.is_autocast_enabled(x.device.type):
+            # The head in float32: in bfloat16 a sigmoid above a logit of about 6 rounds to exactly 1, its
+            # gradient to 0, and a mask saturated there never recovers.
+            with torch.autocast(x.device.type, enabled=False):
+                return self.head(x.float())
         return self.head(x)
 
     def gain(self, output: torch.Tensor, db_scale: float) -> torch.Tensor:
