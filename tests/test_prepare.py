@@ -18,7 +18,7 @@ from audiodenoise.data.mixing import MixConfig
 from audiodenoise.data.onthefly import MixingDataset, fixed_pairs
 from audiodenoise.data.splits import SplitConfig, split_corpora
 from audiodenoise.denoiser import Denoiser
-from audiodenoise.spectral import SpectralConfig
+from audiodenoise.spectral import STFT_PRESETS, SpectralConfig
 
 SPEAKERS = ("alice", "bob", "carol", "dave", "erin", "frank")
 
@@ -224,7 +224,7 @@ def test_train_on_the_fly_writes_a_checkpoint(corpus, tmp_path):
 
 def test_stft_options_reach_the_dataset_and_the_checkpoint(corpus, tmp_path):
     out, run = tmp_path / "data", tmp_path / "run"
-    stft = ["--n-fft", "511", "--hop-length", "128"]
+    stft = ["--stft", "reference", "--n-fft", "511", "--hop-length", "128"]
     assert main(prepare_argv(corpus, out, "--workers", "1", *stft)) == 0
     assert SpectralConfig.from_dict(manifest_of(out)["spectral"]) == SpectralConfig(n_fft=511, hop_length=128)
     argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run), *stft]
@@ -236,9 +236,16 @@ def test_stft_options_reach_the_dataset_and_the_checkpoint(corpus, tmp_path):
     assert clean.shape == noisy.shape and np.isfinite(clean).all() and not np.array_equal(clean, noisy)
 
 
+@pytest.mark.parametrize("preset", STFT_PRESETS)
+def test_stft_presets_are_stored_in_the_dataset(corpus, tmp_path, preset):
+    out = tmp_path / "data"
+    assert main(prepare_argv(corpus, out, "--workers", "1", "--max-files", "4", "--stft", preset)) == 0
+    assert SpectralConfig.from_dict(manifest_of(out)["spectral"]) == STFT_PRESETS[preset]
+
+
 def test_stft_settings_the_unet_cannot_halve_are_refused(corpus, tmp_path, capsys):
     argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(tmp_path / "run")]
-    assert main(argv + ["--n-fft", "300", "--epoch-pairs", "4", "--batch-size", "2"]) == 2
+    assert main(argv + ["--stft", "reference", "--n-fft", "300", "--epoch-pairs", "4", "--batch-size", "2"]) == 2
     error = capsys.readouterr().err
     assert "151 bins" in error and "multiple of 16" in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()

@@ -6,7 +6,7 @@ import argparse
 import glob
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import pretrained
@@ -19,6 +19,7 @@ from .engine import DEFAULT_ENGINE, ENGINES
 from .export import FORMATS as EXPORT_FORMATS
 from .losses import LOSSES
 from .pcm import RAW_FORMATS
+from .spectral import DEFAULT_STFT, STFT_PRESETS
 from .train import SELECTION, TrainingError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
@@ -189,10 +190,8 @@ def _mixing(args: argparse.Namespace):
 
 
 def _spectral(args: argparse.Namespace):
-    from .spectral import SpectralConfig
-
     given = {"n_fft": args.n_fft, "hop_length": args.hop_length}
-    return SpectralConfig(**{name: value for name, value in given.items() if value is not None})
+    return replace(STFT_PRESETS[args.stft], **{name: value for name, value in given.items() if value is not None})
 
 
 def _split(args: argparse.Namespace):
@@ -387,9 +386,17 @@ def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0)
     stft = parser.add_argument_group("STFT (stored in the dataset and every checkpoint)")
     stft.add_argument(
-        "--n-fft", type=_positive_int, help="window in samples (default 255); n_fft // 2 + 1 must be a multiple of 16"
+        "--stft",
+        choices=STFT_PRESETS,
+        default=DEFAULT_STFT,
+        help="; ".join(f"{name}: n_fft {c.n_fft}, hop {c.hop_length}" for name, c in STFT_PRESETS.items()),
     )
-    stft.add_argument("--hop-length", type=_positive_int, help="samples between frames (default 63)")
+    stft.add_argument(
+        "--n-fft",
+        type=_positive_int,
+        help="window in samples, instead of the preset's (n_fft // 2 + 1: a multiple of 16)",
+    )
+    stft.add_argument("--hop-length", type=_positive_int, help="samples between frames, instead of the preset's")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,6 +53,15 @@ class SpectralConfig:
         return cls(**values)
 
 
+# Named settings for new datasets and models (a checkpoint always carries its own). "reference" is the reference
+# design's 11.6 ms window; "long" a 23 ms window at the same patch size, which resolves speech harmonics.
+STFT_PRESETS = {
+    "reference": SpectralConfig(),
+    "long": SpectralConfig(n_fft=511, hop_length=128),
+}
+DEFAULT_STFT = "reference"
+
+
 def _window(config: SpectralConfig, device=None) -> torch.Tensor:
     return torch.hann_window(config.n_fft, periodic=True, dtype=torch.float32, device=device)
 
