@@ -324,7 +324,7 @@ def running_server(log: Path, *options: str):
 def server(tmp_path_factory, identity_checkpoint, halving_checkpoint):
     log = tmp_path_factory.mktemp("server") / "serve.log"
     with running_server(
-        log, "--model", str(identity_checkpoint), str(halving_checkpoint), "--max-upload-mb", "1"
+        log, "--model", str(identity_checkpoint), str(halving_checkpoint), "--max-upload-mb", "1", "--max-seconds", "20"
     ) as url:
         yield url
 
@@ -396,6 +396,16 @@ def test_client_file_over_the_servers_upload_limit_fails_alone(capsys, tmp_path,
     assert "1 of 2 inputs denoised, 1 failed" in out
     assert err.strip().splitlines() == [f"audiodenoise: error: {big}: 1.3 MB is over the server's upload limit of 1 MB"]
     assert (tmp_path / "small_denoised.wav").is_file()
+
+
+def test_client_file_over_the_servers_duration_limit_fails_alone_before_upload(capsys, tmp_path, server):
+    long = write_wav(tmp_path / "long.wav", tone(25.0, 8000), 8000, subtype="PCM_16")  # 0.4 MB, 25 s; limit 20 s
+    small = write_wav(tmp_path / "small.wav", subtype="PCM_16")
+    code, out, err = run_client(capsys, long, small, "--server", server)
+    assert code == 1
+    assert "1 of 2 inputs denoised, 1 failed" in out
+    assert err.strip().splitlines() == [f"audiodenoise: error: {long}: 25.0 s is over the server's limit of 20 s"]
+    assert (tmp_path / "small_denoised.wav").is_file() and not (tmp_path / "long_denoised.wav").exists()
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ class RemoteDenoiser:
         health, listing = self._get("/healthz"), self._get("/v1/models")
         try:
             self.max_upload_bytes = health["max_upload_mb"] * 2**20
+            self.max_seconds = float(health["max_seconds"])
             offered = [entry["name"] for entry in listing["models"]]
         except (KeyError, TypeError):
             raise ServerError(f"{self.url}: not an audiodenoise server") from None
@@ -56,6 +57,9 @@ class RemoteDenoiser:
                 f"{source}: {len(data) / 2**20:.1f} MB is over the server's upload limit "
                 f"of {self.max_upload_bytes / 2**20:g} MB"
             )
+        duration = info.frames / info.sample_rate
+        if duration > self.max_seconds:
+            raise AudioError(f"{source}: {duration:.1f} s is over the server's limit of {self.max_seconds:g} s")
         started = time.perf_counter()
         denoised = self._post(source, data)
         seconds = time.perf_counter() - started
@@ -63,7 +67,7 @@ class RemoteDenoiser:
             write_atomic(destination, lambda temp: temp.write_bytes(denoised))
         except OSError as error:
             raise AudioError(f"{destination}: cannot write output ({error.strerror or error})") from None
-        return FileResult(info.frames / info.sample_rate, seconds)
+        return FileResult(duration, seconds)
 
     def _post(self, source: str | Path, data: bytes) -> bytes:
         guessed = mimetypes.guess_type(Path(source).name)[0] or ""
