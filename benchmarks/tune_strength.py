@@ -18,13 +18,19 @@ from audiodenoise.metrics import score
 from audiodenoise.spectral import SpectralConfig
 
 
-def validation_pairs(count: int, split: SplitConfig, mixing: MixConfig, seed: int) -> list[tuple]:
+def validation_pairs(
+    count: int, split: SplitConfig, mixing: MixConfig, seed: int, speakers: list[str] | None = None
+) -> list[tuple]:
+    """Mixtures of the validation split's clean files (only ``speakers``' files, if given)."""
     val = split_corpora(CORPUS / "speech", CORPUS / "noise", split)["val"]
     noises, talkers = tuple(f.path for f in val.noise), tuple(f.path for f in val.speech)
+    clean = [f for f in val.speech if speakers is None or f.group in speakers]
+    if not clean:
+        raise SystemExit(f"no validation files of {speakers}; the split holds {sorted({f.group for f in val.speech})}")
     rng = np.random.default_rng(seed)
     pairs = []
-    for index in rng.permutation(len(val.speech)):
-        signals, _ = mix_signals(val.speech[index].path, noises, talkers, rng, SpectralConfig(), mixing)
+    for index in rng.permutation(len(clean)):
+        signals, _ = mix_signals(clean[index].path, noises, talkers, rng, SpectralConfig(), mixing)
         if signals is not None:
             pairs.append(signals)
         if len(pairs) == count:
@@ -39,12 +45,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--val-fraction", type=float, default=0.06, help="as in training")
     parser.add_argument("--split-seed", type=int, default=0, help="as in training")
+    parser.add_argument(
+        "--speakers", nargs="+", help="only these validation speakers (e.g. those no stage of a model trained on)"
+    )
     parser.add_argument("--select-by", choices=("pesq", "stoi", "si_sdr"), default="pesq")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", default="tune_strength", help="name of the results file")
     args = parser.parse_args()
     mixing = MixConfig(max_pause_ms=400, edge_pause_ms=500)
     split = SplitConfig(val_fraction=args.val_fraction, seed=args.split_seed)
-    pairs = validation_pairs(args.pairs, split, mixing, seed=1)
+    pairs = validation_pairs(args.pairs, split, mixing, seed=1, speakers=args.speakers)
     rate = SpectralConfig().sample_rate
     rows, results = [], {}
     for strength in args.strengths:
@@ -57,8 +67,9 @@ def main() -> None:
     best = max(results, key=lambda s: results[s][args.select_by])
     print(f"best strength by {args.select_by}: {best}")
     write_results(
-        "tune_strength",
-        {"model": args.model, "pairs": len(pairs), "select_by": args.select_by, "best": best, "results": results},
+        args.results,
+        {"model": args.model, "speakers": args.speakers, "pairs": len(pairs), "select_by": args.select_by}
+        | {"best": best, "results": results},
     )
 
 
