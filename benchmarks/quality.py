@@ -15,6 +15,7 @@ from common import CORPUS, ROOT, machine, print_table, write_results
 
 from audiodenoise import evaluate
 from audiodenoise.audio import read_mono
+from audiodenoise.engine import ENGINES
 from audiodenoise.metrics import estimate_delay
 from audiodenoise.peers import PEERS, FramePeer, make_system
 from audiodenoise.report import format_report, report_json
@@ -54,9 +55,10 @@ def residual_delays(report: evaluate.Report) -> dict[str, list[int]]:
     return lags
 
 
-def clean_input(pairs: list[evaluate.Pair], systems: list[str], threads: int) -> dict[str, dict]:
+def clean_input(pairs: list[evaluate.Pair], systems: list[str], threads: int, engine: str | None) -> dict[str, dict]:
     """Each system on the clean speech alone: SI-SDR of its output against its input (target: at least 25 dB)."""
-    report = evaluate.run([evaluate.Pair(p.id, p.clean, p.clean) for p in pairs], systems, threads=threads)
+    clean = [evaluate.Pair(p.id, p.clean, p.clean) for p in pairs]
+    report = evaluate.run(clean, systems, threads=threads, engine=engine)
     found = {}
     for name, stats in report.summary().items():
         values = [s.values["si_sdr"] for s in report.scores if s.system == name and not s.error]
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["default", *(p for p in PEERS if p != "noisy")])
     parser.add_argument("--dev-eval", default=str(CORPUS / "dev-eval"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--engine", choices=ENGINES, help="what runs our models (default: the Denoiser's)")
     parser.add_argument("--name", default="quality", help="results file and report folder name")
     args = parser.parse_args()
     dev = Path(args.dev_eval)
@@ -76,7 +79,7 @@ def main() -> None:
         sys.exit(f"quality benchmark: {dev} has no pairs.csv (set AUDIODENOISE_CORPUS)")
     pairs = evaluate.find_pairs(pairs_csv=str(dev))
     output = ROOT / "out" / "bench" / args.name
-    report = evaluate.run(pairs, args.systems, output_dir=output, threads=args.threads, log=print)
+    report = evaluate.run(pairs, args.systems, output_dir=output, threads=args.threads, log=print, engine=args.engine)
     print(f"dev-eval on {machine()}, {time.strftime('%Y-%m-%d')}")
     print(format_report(report))
     delays = measure_delays(pairs)
@@ -89,7 +92,7 @@ def main() -> None:
         )
     residual = residual_delays(report)
     print("lag after compensation on the example pairs (samples):", residual)
-    untouched = clean_input(pairs, args.systems, args.threads)
+    untouched = clean_input(pairs, args.systems, args.threads, args.engine)
     print("\nclean speech in: SI-SDR (dB) of the output against the input")
     print_table(
         ["system", "mean", "worst file"],
@@ -99,6 +102,7 @@ def main() -> None:
         args.name,
         {
             "dev_eval": str(dev),
+            "engine": args.engine,
             **report_json(report),
             "peer_delays": delays,
             "residual_delays": residual,

@@ -165,7 +165,7 @@ class Broken(peers.System):
 
 def test_a_system_failing_on_files_is_recorded_not_raised(folders, monkeypatch):
     monkeypatch.setattr(
-        evaluate, "make_system", lambda spec, threads: Broken() if spec == "broken" else peers.Passthrough()
+        evaluate, "make_system", lambda spec, threads, engine: Broken() if spec == "broken" else peers.Passthrough()
     )
     pairs = evaluate.find_pairs(str(folders / "noisy"), str(folders / "clean"))
     report = evaluate.run(pairs, ["broken"])
@@ -200,7 +200,7 @@ class Halve(peers.System):
 
 def test_report_tables_and_files(folders, tmp_path, monkeypatch):
     monkeypatch.setattr(
-        evaluate, "make_system", lambda spec, threads: Halve() if spec == "halve" else peers.Passthrough()
+        evaluate, "make_system", lambda spec, threads, engine: Halve() if spec == "halve" else peers.Passthrough()
     )
     pairs = evaluate.find_pairs(str(folders / "noisy"), str(folders / "clean"))
     out = tmp_path / "report"
@@ -270,6 +270,16 @@ def test_cli_writes_the_report_and_exits_0(folders, identity_checkpoint, tmp_pat
     printed = capsys.readouterr().out
     assert "PESQ" in printed and "report.md" in printed
     assert {"report.md", "report.json", "scores.csv"} <= {p.name for p in out.iterdir()}
+
+
+def test_cli_engine_runs_our_models_and_names_the_engine(folders, halving_checkpoint, tmp_path, capsys):
+    from audiodenoise.cli import main
+
+    out = tmp_path / "report"
+    argv = ["evaluate", "--noisy", str(folders / "noisy"), "--clean", str(folders / "clean"), "-o", str(out)]
+    assert main(argv + ["--systems", str(halving_checkpoint), "--engine", "torch-bf16"]) == 0
+    assert f"{halving_checkpoint} (torch-bf16)" in json.loads((out / "report.json").read_text())["systems"]
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -52,6 +53,16 @@ def test_onnx_runtime_matches_pytorch_at_any_batch_size(target):
         features = features.float()
         difference = (onnx_engine(features) - torch_engine(features)).abs().max().item()
         assert difference <= 1e-4, difference
+
+
+def test_bf16_engine_stays_close_to_float32():
+    model, spectral = random_model("mask"), SpectralConfig()
+    features = torch.from_numpy(np.random.default_rng(0).normal(0.5, 0.5, (3, 1, 128, 128))).float()
+    exact = TorchEngine(model, spectral.db_scale)(features)
+    rounded = TorchEngine(copy.deepcopy(model), spectral.db_scale, bf16=True)(features)
+    assert rounded.dtype == torch.float32 and rounded.shape == exact.shape
+    difference = (rounded - exact).abs().max().item()
+    assert 0 < difference < 0.02, difference  # bfloat16 did run, and its gains stay within 2 % of float32
 
 
 def test_export_embeds_the_checkpoint_config_and_writes_atomically(exported, random_checkpoint):

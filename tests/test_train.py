@@ -14,9 +14,10 @@ from safetensors import safe_open
 
 from audiodenoise.checkpoint import load_checkpoint
 from audiodenoise.cli import main
+from audiodenoise.engine import bf16_native
 from audiodenoise.losses import LOSSES
 from audiodenoise.model import ModelConfig
-from audiodenoise.train import TrainConfig, TrainingError, bf16_native, train
+from audiodenoise.train import TrainConfig, TrainingError, train
 
 
 @pytest.fixture(scope="module")

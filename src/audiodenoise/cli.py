@@ -304,6 +304,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.systems,
         output_dir=args.output,
         threads=args.threads,
+        engine=args.engine,
         progress=True,
         log=lambda line: print(f"audiodenoise: {line}", file=sys.stderr),
     )
@@ -503,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("-o", "--output", help="report folder: scores.csv, report.json, report.md, plots")
     evaluation.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for every system")
+    evaluation.add_argument("--engine", choices=ENGINES, help=f"what runs our models (default: {DEFAULT_ENGINE})")
     evaluation.add_argument("--max-files", type=_positive_int, default=None, help="only the first N pairs")
     evaluation.set_defaults(run=cmd_evaluate)
 

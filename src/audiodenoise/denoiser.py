@@ -188,8 +188,8 @@ def _make_engine(model: UNet | OnnxEngine, spectral: SpectralConfig, engine: str
             raise ValueError("an ONNX model runs only on the onnxruntime engine")
         return model
     engine = engine or DEFAULT_ENGINE
-    if engine == "torch":
-        return TorchEngine(model, spectral.db_scale)
+    if engine in ("torch", "torch-bf16"):
+        return TorchEngine(model, spectral.db_scale, bf16=engine == "torch-bf16")
     if engine == "onnxruntime":
         from .export import onnx_bytes
 

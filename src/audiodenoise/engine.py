@@ -6,6 +6,8 @@ magnitude gains of the same shape; everything around it (STFT, patches, overlap-
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -13,9 +15,24 @@ from torch import nn
 from .checkpoint import CheckpointError
 from .model import UNet
 
-ENGINES = ("torch", "onnxruntime")
+# "torch-bf16": PyTorch in bfloat16 (gains within about 0.003 of float32), fast where the CPU computes bf16 natively.
+ENGINES = ("torch", "torch-bf16", "onnxruntime")
 DEFAULT_ENGINE = "onnxruntime"
 INPUT_NAME, OUTPUT_NAME = "features", "gain"
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX (elsewhere bf16 convolutions are emulated and far slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 class GainNet(nn.Module):
@@ -31,12 +48,20 @@ class GainNet(nn.Module):
 
 
 class TorchEngine:
-    def __init__(self, model: UNet, db_scale: float):
+    """PyTorch on the CPU, in float32 or (``bf16``) under bfloat16 autocast with channels-last tensors."""
+
+    def __init__(self, model: UNet, db_scale: float, bf16: bool = False):
+        self.bf16 = bf16
         self.net = GainNet(model, db_scale).eval()
+        if bf16:
+            self.net.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
+        if not self.bf16:
+            return self.net(features)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.net(features.contiguous(memory_format=torch.channels_last)).float().contiguous()
 
 
 class OnnxEngine:

@@ -269,20 +269,21 @@ def run(
     examples: int = 3,
     progress: bool = False,
     log: Callable[[str], None] = lambda line: None,
+    engine: str | None = None,
 ) -> Report:
     """Run every system on every pair and score it; write the report to ``output_dir`` if given.
 
     'noisy' (the input, unprocessed) is always included as the reference. Every system runs at ``threads``
     CPU threads (the previous setting is restored afterwards). A peer that is not installed is skipped with
     one line to ``log``; a pair that cannot be read or a system that fails on a file is recorded as a failure
-    of that file, and the run goes on."""
+    of that file, and the run goes on. ``engine`` runs our models (default: the Denoiser's)."""
     import torch
 
     if not pairs:
         raise EvaluationError("no pairs to evaluate")
     built: dict[str, System] = {}
     for spec in ["noisy", *systems]:
-        system = make_system(spec, threads)
+        system = make_system(spec, threads, engine)
         built.setdefault(system.name, system)
     check_lengths(pairs)
     previous = torch.get_num_threads()

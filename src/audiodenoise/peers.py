@@ -52,15 +52,16 @@ class Passthrough(System):
 class Model(System):
     """One of our models: a bundled name ('default', 'unet-mask') or a checkpoint folder."""
 
-    def __init__(self, spec: str, threads: int | None):
-        self.spec, self.threads = spec, threads
+    def __init__(self, spec: str, threads: int | None, engine: str | None = None):
+        self.spec, self.threads, self.engine = spec, threads, engine
         folder = pretrained.resolve(spec)
-        self.name = folder.name if folder.parent == pretrained.MODELS_DIR else spec
+        name = folder.name if folder.parent == pretrained.MODELS_DIR else spec
+        self.name = f"{name} ({engine})" if engine else name
 
     def load(self) -> None:
         from .denoiser import Denoiser
 
-        self.denoiser = Denoiser.from_pretrained(self.spec, threads=self.threads)
+        self.denoiser = Denoiser.from_pretrained(self.spec, threads=self.threads, engine=self.engine)
 
     def process(self, signal: np.ndarray, rate: int) -> np.ndarray:
         return self.denoiser(signal, rate)
@@ -206,12 +207,12 @@ PEERS = {
 }
 
 
-def make_system(spec: str, threads: int | None = None) -> System:
-    """A peer by name, or one of our models by bundled name or checkpoint folder."""
+def make_system(spec: str, threads: int | None = None, engine: str | None = None) -> System:
+    """A peer by name, or one of our models by bundled name or checkpoint folder (run by ``engine``)."""
     if spec in PEERS:
         return PEERS[spec]()
     try:
-        return Model(spec, threads)
+        return Model(spec, threads, engine)
     except CheckpointError:
         raise UnknownSystemError(
             f"unknown system {spec!r}: not one of {', '.join(PEERS)}, a bundled model "

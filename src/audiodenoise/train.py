@@ -31,6 +31,7 @@ from .data.dataset import PatchDataset, read_manifest
 from .data.mixing import MixConfig
 from .data.onthefly import MixingDataset, fixed_pairs
 from .data.splits import Split, SplitConfig, split_corpora
+from .engine import bf16_native
 from .losses import DEFAULT_LOSS, LOSSES, enhance, loss_value, magnitude_error
 from .model import ModelConfig, UNet
 from .spectral import SpectralConfig
@@ -156,20 +157,6 @@ def learning_rate(step: int, total: int, config: TrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / max(1, total - config.warmup_steps))
     low, high = config.final_learning_rate, config.learning_rate
     return low + 0.5 * (high - low) * (1 + math.cos(math.pi * progress))
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with
-    AVX512-BF16 or AMX (elsewhere bf16 convolutions are emulated and far slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:  # not Linux
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 class Trainer:
