@@ -272,14 +272,13 @@ def test_cli_writes_the_report_and_exits_0(folders, identity_checkpoint, tmp_pat
     assert {"report.md", "report.json", "scores.csv"} <= {p.name for p in out.iterdir()}
 
 
-def test_cli_engine_runs_our_models_and_names_the_engine(folders, halving_checkpoint, tmp_path, capsys):
+def test_cli_engine_runs_our_models_and_names_the_engine(folders, halving_checkpoint, tmp_path):
     from audiodenoise.cli import main
 
     out = tmp_path / "report"
     argv = ["evaluate", "--noisy", str(folders / "noisy"), "--clean", str(folders / "clean"), "-o", str(out)]
     assert main(argv + ["--systems", str(halving_checkpoint), "--engine", "torch-bf16"]) == 0
     assert f"{halving_checkpoint} (torch-bf16)" in json.loads((out / "report.json").read_text())["systems"]
-    capsys.readouterr()
 
 
 @pytest.mark.parametrize(

@@ -140,15 +140,20 @@ class MixedBatches:
         yield from itertools.islice(loader, self.steps_per_epoch - start)
 
 
-def open_source(data: str | Path | OnTheFly, config: TrainConfig, ranks: Ranks = Ranks()):
-    """(STFT settings, training batches, validation pairs) of a prepared dataset or an on-the-fly source."""
+def source_spectral(data: str | Path | OnTheFly) -> SpectralConfig:
+    """The STFT settings of a prepared dataset (from its manifest) or an on-the-fly source."""
     if isinstance(data, OnTheFly):
-        spectral = data.spectral
+        return data.spectral
+    return SpectralConfig.from_dict(read_manifest(data)["spectral"])
+
+
+def open_source(data: str | Path | OnTheFly, spectral: SpectralConfig, config: TrainConfig, ranks: Ranks = Ranks()):
+    """(training batches, validation pairs) of a prepared dataset or an on-the-fly source."""
+    if isinstance(data, OnTheFly):
         splits = split_corpora(data.speech, data.noise, data.split)
         batches = MixedBatches(data, splits["train"], spectral, config.batch_size, config.seed, ranks)
-        return spectral, batches, fixed_pairs(splits["val"], config.max_val_pairs, spectral, data.mixing)
-    spectral = SpectralConfig.from_dict(read_manifest(data)["spectral"])
-    return spectral, PreparedBatches(data, config.batch_size, config.seed, ranks), PatchDataset(data, "val")
+        return batches, fixed_pairs(splits["val"], config.max_val_pairs, spectral, data.mixing)
+    return PreparedBatches(data, config.batch_size, config.seed, ranks), PatchDataset(data, "val")
 
 
 def learning_rate(step: int, total: int, config: TrainConfig) -> float:
@@ -332,14 +337,15 @@ def train(
     run_dir = Path(run_dir)
     device = _device(config.device)
     ranks = _ranks_from_environment(device)
-    spectral, batches, val_data = open_source(data, config, ranks)
+    spectral = source_spectral(data)
     source_name = str(data) if not isinstance(data, OnTheFly) else f"on the fly: {data.speech} + {data.noise}"
     multiple = 2**model_config.depth
-    if spectral.n_bins % multiple or spectral.patch_frames % multiple:
+    if spectral.n_bins % multiple or spectral.patch_frames % multiple:  # checked before any mixing
         raise TrainingError(
             f"{source_name}: patches of {spectral.n_bins} bins x {spectral.patch_frames} frames do not halve "
             f"{model_config.depth} times; use an n_fft whose n_fft // 2 + 1 is a multiple of {multiple} (255, 511)"
         )
+    batches, val_data = open_source(data, spectral, config, ranks)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = UNet(model_config)
