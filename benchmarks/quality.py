@@ -15,7 +15,7 @@ from common import CORPUS, ROOT, machine, print_table, write_results
 
 from audiodenoise import evaluate
 from audiodenoise.audio import read_mono
-from audiodenoise.engine import ENGINES
+from audiodenoise.engine import DEFAULT_ENGINE, ENGINES, resolve_engine
 from audiodenoise.metrics import estimate_delay
 from audiodenoise.peers import PEERS, FramePeer, make_system
 from audiodenoise.report import format_report, report_json
@@ -102,7 +102,7 @@ def main() -> None:
         args.name,
         {
             "dev_eval": str(dev),
-            "engine": args.engine,
+            "engine": resolve_engine(args.engine or DEFAULT_ENGINE),
             **report_json(report),
             "peer_delays": delays,
             "residual_delays": residual,

@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=[e for e in ENGINES if e != "auto"])
     args = parser.parse_args()
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as folder:

@@ -65,6 +65,18 @@ def test_bf16_engine_stays_close_to_float32():
     assert 0 < difference < 0.02, difference  # bfloat16 did run, and its gains stay within 2 % of float32
 
 
+@pytest.mark.parametrize("native, expected", [(True, "torch-bf16"), (False, "onnxruntime")])
+def test_auto_engine_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native, expected):
+    from audiodenoise import engine
+
+    monkeypatch.setattr(engine, "bf16_native", lambda device: native)
+    assert engine.DEFAULT_ENGINE == "auto" and engine.resolve_engine("auto") == expected
+    assert engine.resolve_engine("torch") == "torch"
+    denoiser = Denoiser(random_model("mask"), SpectralConfig())
+    assert isinstance(denoiser.engine, OnnxEngine) != (expected == "torch-bf16")
+    assert getattr(denoiser.engine, "bf16", False) == (expected == "torch-bf16")
+
+
 def test_export_embeds_the_checkpoint_config_and_writes_atomically(exported, random_checkpoint):
     import onnx
 
@@ -75,7 +87,7 @@ def test_export_embeds_the_checkpoint_config_and_writes_atomically(exported, ran
 
 def test_onnx_file_and_onnxruntime_engine_denoise_like_pytorch(exported, random_checkpoint):
     signal = speech_like(2.0, RATE)[:, None].repeat(2, axis=1)
-    reference = Denoiser.from_pretrained(random_checkpoint)(signal, RATE)
+    reference = Denoiser.from_pretrained(random_checkpoint, engine="torch")(signal, RATE)
     from_file = Denoiser.from_pretrained(exported)
     assert from_file.strength == 0.7  # the inference defaults travel in the metadata
     assert np.max(np.abs(from_file(signal, RATE) - reference)) <= 1e-4

@@ -295,3 +295,33 @@ def test_clean_fraction_leaves_mixes_without_noise(corpus):
         mixing = MixConfig(clean_fraction=fraction)
         (noisy, clean), errors = mix_signals(speech[0], noises, (), np.random.default_rng(0), SpectralConfig(), mixing)
         assert np.array_equal(noisy, clean) == same and not errors
+
+
+def test_phase_sensitive_target_is_the_clean_magnitude_projected_on_the_noisy_phase():
+    from audiodenoise.data.pairs import patches
+
+    rng = np.random.default_rng(0)
+    clean = speech_like(1.0, 22050).astype(np.float32)
+    noisy = clean + 0.05 * rng.standard_normal(len(clean)).astype(np.float32)
+    spectral = SpectralConfig()
+    magnitude = patches((noisy, clean), spectral, "magnitude")
+    phase_sensitive = patches((noisy, clean), spectral, "phase-sensitive")
+    assert np.array_equal(magnitude[0], phase_sensitive[0])  # the input is the same
+    spec = torch.stft(
+        torch.from_numpy(np.stack([noisy, clean])),
+        255,
+        63,
+        window=torch.hann_window(255),
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )
+    expected = (spec[1].abs() * torch.cos(spec[1].angle() - spec[0].angle())).clamp_min(0).numpy()
+    frames = expected.shape[-1]
+    got = np.concatenate([phase_sensitive[1][0], *(p[:, 64:] for p in phase_sensitive[1][1:])], axis=-1)
+    np.testing.assert_allclose(got[:, :frames], expected, atol=1e-4)
+    assert 0 < phase_sensitive[1].sum() < magnitude[1].sum()
+    same = patches((clean, clean), spectral, "phase-sensitive")  # no noise: the phase error is 0
+    np.testing.assert_allclose(same[1], patches((clean, clean), spectral, "magnitude")[1], atol=1e-6)
+    with pytest.raises(ValueError, match="clean target"):
+        MixConfig(clean_target="phase")

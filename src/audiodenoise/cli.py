@@ -15,7 +15,8 @@ from .checkpoint import CheckpointError
 from .client import ServerError
 from .data.corpus import FORMATS
 from .data.dataset import DatasetError
-from .engine import DEFAULT_ENGINE, ENGINES
+from .data.mixing import CLEAN_TARGETS
+from .engine import AUTO_ENGINE, DEFAULT_ENGINE, ENGINES
 from .export import FORMATS as EXPORT_FORMATS
 from .losses import LOSSES
 from .pcm import RAW_FORMATS
@@ -186,6 +187,7 @@ def _mixing(args: argparse.Namespace):
         edge_pause_ms=args.edge_pause_ms,
         synthetic_noise_fraction=args.synthetic_noise_fraction,
         clean_fraction=args.clean_fraction,
+        clean_target=args.clean_target,
     )
 
 
@@ -384,6 +386,12 @@ def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--edge-pause-ms", type=float, default=0.0, help="add up to this much silence at each end")
     group.add_argument("--synthetic-noise-fraction", type=_fraction, default=0.3)
     group.add_argument("--clean-fraction", type=_fraction, default=0.0, help="share of mixes with no noise at all")
+    group.add_argument(
+        "--clean-target",
+        choices=CLEAN_TARGETS,
+        default="magnitude",
+        help="clean patches hold the magnitude, or the magnitude times the cosine of the noisy phase error",
+    )
     group.add_argument("--seed", type=int, default=0)
     stft = parser.add_argument_group("STFT (stored in the dataset and every checkpoint)")
     stft.add_argument(
@@ -419,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=ENGINES,
         default=None,
-        help=f"what runs the model (default: {DEFAULT_ENGINE}; .onnx models: onnxruntime)",
+        help=f"what runs the model (default: {DEFAULT_ENGINE}, {AUTO_ENGINE}; .onnx models: onnxruntime)",
     )
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     denoise.add_argument("--server", metavar="URL", help="send the files to a running 'audiodenoise serve' at URL")
@@ -504,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("-o", "--output", help="report folder: scores.csv, report.json, report.md, plots")
     evaluation.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for every system")
-    evaluation.add_argument("--engine", choices=ENGINES, help=f"what runs our models (default: {DEFAULT_ENGINE})")
+    evaluation.add_argument("--engine", choices=ENGINES, help=f"what runs our models (default: {DEFAULT_ENGINE}, {AUTO_ENGINE})")
     evaluation.add_argument("--max-files", type=_positive_int, default=None, help="only the first N pairs")
     evaluation.set_defaults(run=cmd_evaluate)
 

@@ -13,7 +13,7 @@ import torch
 from . import pretrained
 from .audio import AtomicWriter, AudioError, ResampleStream, fit_frames, inspect_audio, read_blocks
 from .checkpoint import CONFIG, CheckpointError, load_checkpoint
-from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine
+from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine, resolve_engine
 from .model import UNet
 from .spectral import (
     BlockPlan,
@@ -184,10 +184,10 @@ def _take_inference_defaults(config: dict, source: Path, options: dict) -> None:
 
 def _make_engine(model: UNet | OnnxEngine, spectral: SpectralConfig, engine: str | None, threads: int | None):
     if isinstance(model, OnnxEngine):
-        if engine not in (None, "onnxruntime"):
+        if engine not in (None, "auto", "onnxruntime"):
             raise ValueError("an ONNX model runs only on the onnxruntime engine")
         return model
-    engine = engine or DEFAULT_ENGINE
+    engine = resolve_engine(engine or DEFAULT_ENGINE)
     if engine in ("torch", "torch-bf16"):
         return TorchEngine(model, spectral.db_scale, bf16=engine == "torch-bf16")
     if engine == "onnxruntime":

@@ -16,8 +16,9 @@ from .checkpoint import CheckpointError
 from .model import UNet
 
 # "torch-bf16": PyTorch in bfloat16 (gains within about 0.003 of float32), fast where the CPU computes bf16 natively.
-ENGINES = ("torch", "torch-bf16", "onnxruntime")
-DEFAULT_ENGINE = "onnxruntime"
+ENGINES = ("auto", "torch", "torch-bf16", "onnxruntime")
+DEFAULT_ENGINE = "auto"
+AUTO_ENGINE = "torch-bf16 where the CPU computes bf16 natively, else onnxruntime"  # the faster of the two on each
 INPUT_NAME, OUTPUT_NAME = "features", "gain"
 
 
@@ -33,6 +34,13 @@ def bf16_native(device: torch.device) -> bool:
     except OSError:  # not Linux
         return False
     return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def resolve_engine(engine: str) -> str:
+    """The engine that ``engine`` names on this machine ("auto" picks one)."""
+    if engine != "auto":
+        return engine
+    return "torch-bf16" if bf16_native(torch.device("cpu")) else "onnxruntime"
 
 
 class GainNet(nn.Module):

@@ -177,11 +177,11 @@ def plan_block(first_frame: int, last_frame: int, config: SpectralConfig) -> Blo
     )
 
 
-def signal_magnitude(signal: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
-    """|STFT| of a whole signal on the frame grid (frame k centred on sample k*hop)."""
+def signal_spectrum(signal: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
+    """Complex STFT of a whole signal on the frame grid (frame k centred on sample k*hop)."""
     half = config.n_fft // 2
     padded = torch.nn.functional.pad(signal, (half, config.n_fft - half + config.hop_length))
-    return stft(padded, config).abs()
+    return stft(padded, config)
 
 
 def split_patches(spec: torch.Tensor, config: SpectralConfig) -> torch.Tensor:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CLEAN_TARGETS = ("magnitude", "phase-sensitive")  # what the clean patch of a pair holds (data/pairs.py)
+
 
 @dataclass(frozen=True)
 class MixConfig:
@@ -19,6 +21,11 @@ class MixConfig:
     peak_limit: float = 0.99
     synthetic_noise_fraction: float = 0.3
     clean_fraction: float = 0.0  # share of mixes left without noise, to learn to pass clean speech through
+    clean_target: str = "magnitude"
+
+    def __post_init__(self):
+        if self.clean_target not in CLEAN_TARGETS:
+            raise ValueError(f"unknown clean target {self.clean_target!r}; choose from {', '.join(CLEAN_TARGETS)}")
 
 
 def remove_silence(

@@ -30,7 +30,7 @@ def _mixtures(
         for index in rng.permutation(len(split.speech)):
             try:
                 signals, errors = mix_signals(split.speech[index].path, noises, talkers, rng, spectral, mixing)
-                pair = None if signals is None else patches(signals, spectral)
+                pair = None if signals is None else patches(signals, spectral, mixing.clean_target)
             except AudioError as error:
                 pair, errors = None, [str(error)]
             for line in set(errors) - unreadable:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..audio import AudioError, read_mono
-from ..spectral import SpectralConfig, signal_magnitude, split_patches
+from ..spectral import SpectralConfig, signal_spectrum, split_patches
 from . import synth
 from .mixing import MixConfig, fit_length, mix, power, remove_silence
 
@@ -85,7 +85,16 @@ def mix_signals(
     return (noisy, clean), errors
 
 
-def patches(signals: tuple[np.ndarray, np.ndarray], spectral: SpectralConfig) -> PatchPair:
-    """The magnitude patches of a (noisy, clean) mixture."""
-    magnitudes = signal_magnitude(torch.from_numpy(np.stack(signals)), spectral)
-    return split_patches(magnitudes[0], spectral).numpy(), split_patches(magnitudes[1], spectral).numpy()
+def patches(signals: tuple[np.ndarray, np.ndarray], spectral: SpectralConfig, clean_target: str) -> PatchPair:
+    """The (noisy magnitude, clean target) patches of a (noisy, clean) mixture.
+
+    The "phase-sensitive" target is the clean magnitude times the cosine of its phase error against the noisy
+    phase, floored at 0: a mask that reaches it minimises the complex STFT error of the output, which keeps the
+    noisy phase, rather than the magnitude error alone."""
+    noisy_spec, clean_spec = signal_spectrum(torch.from_numpy(np.stack(signals)), spectral)
+    noisy = noisy_spec.abs()
+    if clean_target == "magnitude":
+        clean = clean_spec.abs()
+    else:
+        clean = ((clean_spec * noisy_spec.conj()).real / noisy.clamp_min(1e-12)).clamp_min(0.0)
+    return split_patches(noisy, spectral).numpy(), split_patches(clean, spectral).numpy()

@@ -105,7 +105,7 @@ def _mix_chunk(chunk: Chunk) -> dict:
         if signals is None:
             skipped += 1
         else:
-            pairs.append(patches(signals, spectral))
+            pairs.append(patches(signals, spectral, mixing.clean_target))
     count = sum(len(noisy) for noisy, _ in pairs)
     if count:
         save_shard(output / chunk.name, *(np.concatenate(part) for part in zip(*pairs)))
