@@ -1,7 +1,8 @@
 """Choose a model's default strength on held-out validation speakers, not on dev-eval.
 
 Mixes pairs from the validation split that training used (same split options and seed), denoises them at
-each strength, and prints mean PESQ, STOI and SI-SDR; the best strength by the chosen metric is reported."""
+each strength, and prints mean PESQ, STOI and SI-SDR, and the SI-SDR of the output against the input when the
+clean speech is given alone ("clean in"); the best strength by the chosen metric is reported."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from audiodenoise.data.mixing import MixConfig
 from audiodenoise.data.pairs import mix_signals
 from audiodenoise.data.splits import SplitConfig, split_corpora
 from audiodenoise.denoiser import Denoiser
-from audiodenoise.metrics import score
+from audiodenoise.metrics import score, si_sdr
 from audiodenoise.spectral import SpectralConfig
 
 
@@ -61,9 +62,10 @@ def main() -> None:
         denoiser = Denoiser.from_pretrained(args.model, strength=strength, threads=args.threads)
         scores = [score(clean, denoiser(noisy, rate), rate) for noisy, clean in pairs]
         means = {m: float(np.nanmean([s[m] for s in scores])) for m in ("pesq", "stoi", "si_sdr")}
+        means["clean_input_si_sdr"] = float(np.mean([si_sdr(clean, denoiser(clean, rate)) for _, clean in pairs]))
         results[f"{strength:g}"] = means
-        rows.append([f"{strength:g}", means["pesq"], means["stoi"], means["si_sdr"]])
-    print_table(["strength", "PESQ", "STOI", "SI-SDR (dB)"], rows)
+        rows.append([f"{strength:g}", *means.values()])
+    print_table(["strength", "PESQ", "STOI", "SI-SDR (dB)", "clean in (dB)"], rows)
     best = max(results, key=lambda s: results[s][args.select_by])
     print(f"best strength by {args.select_by}: {best}")
     write_results(

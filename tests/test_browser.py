@@ -57,7 +57,8 @@ MODE_CHECKED = "() => !document.getElementById('browser-note').textContent.start
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, identity_checkpoint):
     log = tmp_path_factory.mktemp("browser-server") / "serve.log"
-    with running_server(log, "--model", str(identity_checkpoint), MODEL) as url:
+    # The page runs the float32 ONNX export, so the server runs the same for a bit-level comparison.
+    with running_server(log, "--model", str(identity_checkpoint), MODEL, "--engine", "onnxruntime") as url:
         yield url
 
 

@@ -24,7 +24,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from audiodenoise.cli import main
-from audiodenoise.denoiser import Denoiser
+from audiodenoise.engine import TorchEngine
 from audiodenoise.export import CONFIG_KEY
 from audiodenoise.server import WEB_DIR, Limits, create_app, load_models
 from audiodenoise.spectral import SpectralConfig
@@ -283,8 +283,10 @@ def test_model_onnx_is_the_graph_the_server_runs(client, models):
         np.testing.assert_allclose(onnx_gain(response.content, features), gain, atol=1e-6)
 
 
-def test_model_onnx_of_a_pytorch_engine_is_exported_on_request(halving_checkpoint):
-    denoiser = Denoiser.from_pretrained(halving_checkpoint, engine="torch", threads=1)
+@pytest.mark.parametrize("engine", ["torch", "torch-bf16"])
+def test_model_onnx_of_a_pytorch_engine_is_exported_on_request(halving_checkpoint, engine):
+    (denoiser,) = load_models([str(halving_checkpoint)], threads=1, engine=engine).values()
+    assert isinstance(denoiser.engine, TorchEngine) and denoiser.engine.bf16 == (engine == "torch-bf16")
     with TestClient(create_app({"halving": denoiser})) as client:
         response = client.get("/v1/models/halving/onnx")
     assert response.status_code == 200, response.text

@@ -322,7 +322,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Limits, serve
 
     limits = Limits(args.max_upload_mb, args.max_seconds, args.workers, args.queue)
-    return serve(args.model or ["default"], args.host, args.port, limits, args.threads)
+    return serve(args.model or ["default"], args.host, args.port, limits, args.threads, args.engine)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -408,6 +408,15 @@ def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
     stft.add_argument("--hop-length", type=_positive_int, help="samples between frames, instead of the preset's")
 
 
+def _add_engine_option(parser: argparse.ArgumentParser, runs: str) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help=f"what runs {runs} (default: {DEFAULT_ENGINE}, {AUTO_ENGINE}; .onnx models: onnxruntime)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audiodenoise", description="Speech denoising with a spectrogram U-Net.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -423,12 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     denoise.add_argument("--atten-lim-db", type=float, default=None, help="remove at most this many dB of noise")
     denoise.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for inference")
-    denoise.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=None,
-        help=f"what runs the model (default: {DEFAULT_ENGINE}, {AUTO_ENGINE}; .onnx models: onnxruntime)",
-    )
+    _add_engine_option(denoise, "the model")
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     denoise.add_argument("--server", metavar="URL", help="send the files to a running 'audiodenoise serve' at URL")
     streaming = denoise.add_argument_group("streaming (stdin to stdout)")
@@ -512,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("-o", "--output", help="report folder: scores.csv, report.json, report.md, plots")
     evaluation.add_argument("--threads", type=_positive_int, default=1, help="CPU threads for every system")
-    evaluation.add_argument("--engine", choices=ENGINES, help=f"what runs our models (default: {DEFAULT_ENGINE}, {AUTO_ENGINE})")
+    _add_engine_option(evaluation, "our models")
     evaluation.add_argument("--max-files", type=_positive_int, default=None, help="only the first N pairs")
     evaluation.set_defaults(run=cmd_evaluate)
 
@@ -535,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--threads", type=_positive_int, default=None, help="CPU threads per worker (default: cores / workers)"
     )
+    _add_engine_option(serve, "the models")
     serve.set_defaults(run=cmd_serve)
 
     export = commands.add_parser("export", help="write a model as one self-describing ONNX file")

@@ -113,11 +113,13 @@ class Denoised:
     processing_seconds: float
 
 
-def load_models(names_or_folders: list[str], threads: int | None = None) -> dict[str, Denoiser]:
+def load_models(
+    names_or_folders: list[str], threads: int | None = None, engine: str | None = None
+) -> dict[str, Denoiser]:
     """The models a server offers, by name (the first is the default); requests can only pick among these."""
     models: dict[str, Denoiser] = {}
     for item in names_or_folders:
-        denoiser = Denoiser.from_pretrained(item, threads=threads)
+        denoiser = Denoiser.from_pretrained(item, threads=threads, engine=engine)
         if denoiser.name in models:
             raise CheckpointError(f"two of the models given are named {denoiser.name!r}; give each a distinct name")
         models[denoiser.name] = denoiser
@@ -371,11 +373,13 @@ def listen(host: str, port: int) -> socket.socket:
         raise OSError(f"cannot listen on {host}:{port} ({reason})") from None
 
 
-def serve(models: list[str], host: str, port: int, limits: Limits, threads: int | None = None) -> int:
+def serve(
+    models: list[str], host: str, port: int, limits: Limits, threads: int | None = None, engine: str | None = None
+) -> int:
     import uvicorn
 
     threads = threads or max(1, (os.cpu_count() or 1) // limits.workers)
-    app = create_app(load_models(models, threads), limits)
+    app = create_app(load_models(models, threads, engine), limits)
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
