@@ -215,11 +215,13 @@ def test_on_the_fly_mixing_is_seeded_and_endless(corpus):
 def test_train_on_the_fly_writes_a_checkpoint(corpus, tmp_path):
     run = tmp_path / "run"
     argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run)]
-    assert main(argv + ["--epoch-pairs", "8", "--batch-size", "4", "--epochs", "1", "--threads", "1"]) == 0
+    options = ["--epoch-pairs", "8", "--batch-size", "4", "--epochs", "1", "--threads", "1"]
+    assert main(argv + options + ["--clean-target", "phase-sensitive"]) == 0
     state = resume_state(run)
     assert state["step"] == 2 and state["epoch"] == 1
     _, spectral, config = load_checkpoint(run / "best")
     assert config["info"]["dataset"].startswith("on the fly")
+    assert config["info"]["mixing"]["clean_target"] == "phase-sensitive"
 
 
 def test_stft_options_reach_the_dataset_and_the_checkpoint(corpus, tmp_path):

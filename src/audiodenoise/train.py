@@ -381,6 +381,7 @@ def train(
     info = {
         "train": asdict(trainer.config) | {"loss": trainer.loss_name, "processes": ranks.world},
         "dataset": source_name,
+        "mixing": asdict(data.mixing) if isinstance(data, OnTheFly) else read_manifest(data).get("mixing"),
         "init_from": str(init_from) if init_from else None,
     }
     board = _tensorboard(run_dir) if config.tensorboard and ranks.main else None
