@@ -12,6 +12,8 @@ from pathlib import Path
 from common import print_table, write_results
 from speed import long_clip
 
+from audiodenoise.engine import DEFAULT_ENGINE, resolve_engine
+
 
 def peak_rss_mib(model: str, minutes: float, folder: Path) -> tuple[float, float]:
     """Peak RSS and wall time of one CLI run in a fresh process."""
@@ -45,7 +47,8 @@ def main() -> None:
             rows.append([f"{minutes:g} min", audio_mib, peak, seconds])
             results[f"{minutes:g}_min"] = {"peak_rss_mib": peak, "wall_seconds": seconds}
     print_table(["audio", "float32 audio MiB", "peak RSS MiB", "wall s"], rows)
-    write_results("memory", {"model": args.model, "results": results})
+    engine = resolve_engine(DEFAULT_ENGINE)
+    write_results("memory", {"model": args.model, "engine": engine, "results": results})
 
 
 if __name__ == "__main__":
