@@ -140,11 +140,12 @@ class MixedBatches:
         yield from itertools.islice(loader, self.steps_per_epoch - start)
 
 
-def source_spectral(data: str | Path | OnTheFly) -> SpectralConfig:
-    """The STFT settings of a prepared dataset (from its manifest) or an on-the-fly source."""
+def source_settings(data: str | Path | OnTheFly) -> tuple[SpectralConfig, dict | None]:
+    """The STFT and mixing settings of a prepared dataset (from its manifest) or an on-the-fly source."""
     if isinstance(data, OnTheFly):
-        return data.spectral
-    return SpectralConfig.from_dict(read_manifest(data)["spectral"])
+        return data.spectral, asdict(data.mixing)
+    manifest = read_manifest(data)
+    return SpectralConfig.from_dict(manifest["spectral"]), manifest.get("mixing")
 
 
 def open_source(data: str | Path | OnTheFly, spectral: SpectralConfig, config: TrainConfig, ranks: Ranks = Ranks()):
@@ -337,7 +338,7 @@ def train(
     run_dir = Path(run_dir)
     device = _device(config.device)
     ranks = _ranks_from_environment(device)
-    spectral = source_spectral(data)
+    spectral, mixing = source_settings(data)
     source_name = str(data) if not isinstance(data, OnTheFly) else f"on the fly: {data.speech} + {data.noise}"
     multiple = 2**model_config.depth
     if spectral.n_bins % multiple or spectral.patch_frames % multiple:  # checked before any mixing
@@ -381,7 +382,7 @@ def train(
     info = {
         "train": asdict(trainer.config) | {"loss": trainer.loss_name, "processes": ranks.world},
         "dataset": source_name,
-        "mixing": asdict(data.mixing) if isinstance(data, OnTheFly) else read_manifest(data).get("mixing"),
+        "mixing": mixing,
         "init_from": str(init_from) if init_from else None,
     }
     board = _tensorboard(run_dir) if config.tensorboard and ranks.main else None
