@@ -199,7 +199,9 @@ def test_on_the_fly_mixing_is_seeded_and_endless(corpus):
         return [next(stream) for _ in range(n)]
 
     first, again, other = take((1, 0), 6), take((1, 0), 6), take((1, 1), 6)
-    assert first[0][0].shape == first[0][1].shape == (1, 128, 128)
+    noisy, clean, noisy_spec, clean_spec = first[0]
+    assert noisy.shape == clean.shape == noisy_spec.shape == (1, 128, 128) and noisy_spec.is_complex()
+    assert torch.equal(noisy_spec.abs(), noisy) and torch.equal(clean_spec.abs(), clean)  # the magnitude target
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again))
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
     # More pairs than one pass over the files gives: the stream goes on with new mixes.
@@ -216,12 +218,17 @@ def test_train_on_the_fly_writes_a_checkpoint(corpus, tmp_path):
     run = tmp_path / "run"
     argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run)]
     options = ["--epoch-pairs", "8", "--batch-size", "4", "--epochs", "1", "--threads", "1"]
-    assert main(argv + options + ["--clean-target", "phase-sensitive"]) == 0
+    waveform = ["--waveform-weight", "0.003", "--select-by", "val_si_sdr_db"]
+    assert main(argv + options + ["--clean-target", "phase-sensitive", *waveform]) == 0
     state = resume_state(run)
     assert state["step"] == 2 and state["epoch"] == 1
     _, spectral, config = load_checkpoint(run / "best")
     assert config["info"]["dataset"].startswith("on the fly")
     assert config["info"]["mixing"]["clean_target"] == "phase-sensitive"
+    assert config["info"]["train"]["waveform_weight"] == 0.003
+    history = (run / "history.csv").read_text().splitlines()
+    assert history[0].endswith(",val_si_sdr_db")
+    assert float(history[-1].split(",")[-1]) == pytest.approx(config["info"]["val_si_sdr_db"], abs=1e-3)
 
 
 def test_stft_options_reach_the_dataset_and_the_checkpoint(corpus, tmp_path):

@@ -1,4 +1,5 @@
-"""The trainer: exact resume after kill -9, two-process DDP, NaN handling, corrupt checkpoints, losses, early stop."""
+"""The trainer: exact resume after kill -9, two-process DDP, NaN handling, corrupt checkpoints, losses, early stop,
+the weights' moving average and the waveform loss."""
 
 import os
 import signal
@@ -7,9 +8,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
-from conftest import resume_state, write_corpus
+from conftest import resume_state, speech_like, write_corpus
 from safetensors import safe_open
 
 from audiodenoise.checkpoint import load_checkpoint
@@ -156,3 +158,43 @@ def test_early_stopping_ends_the_run(dataset, tmp_path):
     config = TrainConfig(epochs=50, batch_size=2, threads=1, learning_rate=0.0, validate_every=1, patience=2)
     state = train(dataset, tmp_path / "run", ModelConfig(), config)
     assert state["step"] == 3 and state["stale"] == 2
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.5])
+def test_checkpoints_hold_the_moving_average_of_the_weights(dataset, tmp_path, decay):
+    run = tmp_path / "run"
+    assert main(["train", str(dataset), str(run), *TRAIN, "--max-steps", "3", "--ema-decay", str(decay)]) == 0
+    with safe_open(run / "last" / "training.safetensors", "pt") as handle:
+        raw = {key[6:]: handle.get_tensor(key) for key in handle.keys() if key.startswith("model.")}
+        average = {key[15:]: handle.get_tensor(key) for key in handle.keys() if key.startswith("average.module.")}
+        updates = handle.get_tensor("average.n_averaged")
+    assert same_weights(weights(run), average if decay else raw)
+    assert int(updates) == (3 if decay else 0)  # one update per step
+    if decay:
+        assert not same_weights(raw, average)
+
+
+def test_the_waveform_si_sdr_scores_patches_and_skips_those_without_speech():
+    from audiodenoise.data.pairs import spectrum_patches
+    from audiodenoise.losses import patch_si_sdr, waveform_loss
+    from audiodenoise.spectral import SpectralConfig
+
+    spectral = SpectralConfig()
+    rng = np.random.default_rng(0)
+    clean = np.concatenate([speech_like(1.5, 22050), np.zeros(22050)]).astype(np.float32)
+    noise = 0.03 * rng.standard_normal(len(clean)).astype(np.float32)
+    noisy_spec, clean_spec = (s.unsqueeze(1) for s in spectrum_patches((clean + noise, clean), spectral))
+    perfect, voiced = patch_si_sdr(clean_spec.abs(), clean_spec, clean_spec, spectral)
+    assert voiced[0] and not voiced[-1]  # the last patch holds noise only
+    assert perfect[voiced].min() > 60
+    passed, _ = patch_si_sdr(noisy_spec.abs(), noisy_spec, clean_spec, spectral)
+    assert 0 < passed[voiced].mean() < 25
+    scaled, _ = patch_si_sdr(0.5 * noisy_spec.abs(), noisy_spec, clean_spec, spectral)
+    torch.testing.assert_close(scaled[voiced], passed[voiced], atol=1e-3, rtol=0)  # scale-invariant
+    assert waveform_loss(noisy_spec.abs(), noisy_spec, clean_spec, spectral) == -passed[voiced].mean()
+
+
+def test_the_waveform_loss_needs_mixing_on_the_fly(dataset, tmp_path, capsys):
+    assert main(["train", str(dataset), str(tmp_path / "run"), *TRAIN, "--waveform-weight", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "holds magnitudes only" in err and "--speech/--noise" in err and "Traceback" not in err

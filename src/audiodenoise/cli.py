@@ -276,6 +276,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         loss=args.loss,
+        waveform_weight=args.waveform_weight,
+        ema_decay=args.ema_decay,
         select_by=args.select_by,
         patience=args.patience,
         checkpoint_every=args.checkpoint_every,
@@ -357,6 +359,7 @@ def _number(kind: type, low: float, high: float | None = None, above: bool = Fal
 _positive_int = _number(int, 1)
 _non_negative_int = _number(int, 0)
 _positive_float = _number(float, 0, above=True)
+_non_negative_float = _number(float, 0)
 _port = _number(int, 0, 65535)
 _fraction = _number(float, 0, 1)
 
@@ -478,7 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, default=16)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--loss", choices=LOSSES, default=None, help="default: compressed-mse (mask), huber-db (noise)")
-    train.add_argument("--select-by", choices=SELECTION, default="val_snr_db", help="metric that picks best/")
+    train.add_argument(
+        "--waveform-weight",
+        type=_non_negative_float,
+        default=0.0,
+        help="add this times the negative SI-SDR (dB) of the patch waveforms to the loss (on the fly only)",
+    )
+    train.add_argument(
+        "--ema-decay",
+        type=_fraction,
+        default=0.999,
+        help="decay of the weights' moving average that is validated and saved (0: the raw weights)",
+    )
+    train.add_argument(
+        "--select-by", choices=SELECTION, default="val_snr_db", help="metric that picks best/ (val_si_sdr_db: on the fly)"
+    )
     train.add_argument("--patience", type=_positive_int, default=None, help="stop after N validations not improving")
     train.add_argument("--checkpoint-every", type=_positive_int, default=200, help="steps between checkpoints")
     train.add_argument("--validate-every", type=int, default=500, help="steps (0: only at the end of each epoch)")

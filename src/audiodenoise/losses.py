@@ -1,14 +1,16 @@
-"""Training losses on magnitude patches, and the validation metric that picks the best checkpoint."""
+"""Training losses on magnitude patches and on the waveforms they stand for, and the validation metrics that
+pick the best checkpoint."""
 
 from __future__ import annotations
 
 import torch
 
 from .model import UNet
-from .spectral import SpectralConfig, magnitude_to_features
+from .spectral import SpectralConfig, istft, magnitude_to_features
 
 LOSSES = ("compressed-mse", "magnitude-mse", "log-mse", "huber-db")
 DEFAULT_LOSS = {"mask": "compressed-mse", "noise": "huber-db"}  # "huber-db" with the noise target is the reference
+SILENT_PATCH_DB = -30.0  # patches whose clean energy is this far below the noisy one have no SI-SDR
 
 
 def enhance(
@@ -49,3 +51,34 @@ def loss_value(
 def magnitude_error(enhanced: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
     """Sums of clean energy and of error energy, for the magnitude SNR of a validation set."""
     return float(torch.sum(clean.double() ** 2)), float(torch.sum((enhanced.double() - clean) ** 2))
+
+
+def patch_si_sdr(
+    enhanced: torch.Tensor, noisy_spec: torch.Tensor, clean_spec: torch.Tensor, spectral: SpectralConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SI-SDR (dB) of each patch's waveform, the enhanced magnitude with the noisy phase against the clean
+    spectrum's, and which patches hold enough speech for it to mean anything.
+
+    Both waveforms are overlap-adds of the same frames without the window-envelope division, so the edges of a
+    patch are tapered alike in both."""
+    phase = noisy_spec / noisy_spec.abs().clamp_min(1e-12)
+    estimate = istft(enhanced.squeeze(1) * phase.squeeze(1), spectral)[0]
+    reference = istft(clean_spec.squeeze(1), spectral)[0]
+    reference_energy = reference.pow(2).sum(-1)
+    scale = (estimate * reference).sum(-1, keepdim=True) / reference_energy.clamp_min(1e-12).unsqueeze(-1)
+    target = scale * reference
+    ratio = target.pow(2).sum(-1).clamp_min(1e-12) / (estimate - target).pow(2).sum(-1).clamp_min(1e-12)
+    noisy_energy = noisy_spec.abs().pow(2).sum((-3, -2, -1))
+    clean_energy = clean_spec.abs().pow(2).sum((-3, -2, -1))
+    voiced = clean_energy > noisy_energy * 10 ** (SILENT_PATCH_DB / 10)
+    return 10 * torch.log10(ratio), voiced
+
+
+def waveform_loss(
+    enhanced: torch.Tensor, noisy_spec: torch.Tensor, clean_spec: torch.Tensor, spectral: SpectralConfig
+) -> torch.Tensor:
+    """Negative mean SI-SDR (dB) over the patches that hold speech; 0 for a batch without any."""
+    si_sdr, voiced = patch_si_sdr(enhanced, noisy_spec, clean_spec, spectral)
+    if not voiced.any():
+        return enhanced.new_zeros(())
+    return -si_sdr[voiced].mean()

@@ -1,7 +1,8 @@
 """``audiodenoise train``: Adam on patch pairs, resumable after ``kill -9`` at any moment, on one or many processes.
 
-Everything a resume needs (weights, optimizer, RNG, step) is one safetensors file written atomically, so a
-kill can never leave a half-new checkpoint. Under ``torchrun`` each rank reads its own share of every batch and
+Everything a resume needs (weights, their running average, optimizer, RNG, step) is one safetensors file written
+atomically, so a kill can never leave a half-new checkpoint. Validation and the checkpoints use the exponential
+moving average of the weights (EMA), which is smoother than any one step's weights. Under ``torchrun`` each rank reads its own share of every batch and
 rank 0 writes the checkpoints.
 """
 
@@ -32,13 +33,14 @@ from .data.mixing import MixConfig
 from .data.onthefly import MixingDataset, fixed_pairs
 from .data.splits import Split, SplitConfig, split_corpora
 from .engine import bf16_native
-from .losses import DEFAULT_LOSS, LOSSES, enhance, loss_value, magnitude_error
+from .losses import DEFAULT_LOSS, LOSSES, enhance, loss_value, magnitude_error, patch_si_sdr, waveform_loss
 from .model import ModelConfig, UNet
 from .spectral import SpectralConfig
 
 RESUME = "training.safetensors"
-HISTORY_COLUMNS = ["step", "epoch", "train_loss", "val_loss", "val_snr_db", "learning_rate", "seconds"]
-SELECTION = ("val_snr_db", "val_loss")
+HISTORY_COLUMNS = ["step", "epoch", "train_loss", "val_loss", "val_snr_db", "learning_rate", "seconds", "val_si_sdr_db"]
+SELECTION = ("val_snr_db", "val_loss", "val_si_sdr_db")  # val_si_sdr_db: on-the-fly training only
+HIGHER_IS_BETTER = {"val_snr_db", "val_si_sdr_db"}
 
 
 class TrainingError(Exception):
@@ -55,6 +57,8 @@ class TrainConfig:
     warmup_steps: int = 200
     loss: str | None = None  # None: the target's default (see losses.DEFAULT_LOSS)
     compression: float = 0.3  # magnitude exponent of "compressed-mse"
+    waveform_weight: float = 0.0  # adds this times the negative SI-SDR (dB) of the patches' waveforms (on the fly)
+    ema_decay: float = 0.999  # of the weights' moving average that is validated and saved; 0: the raw weights
     select_by: str = "val_snr_db"  # the validation metric that picks best/
     patience: int | None = None  # stop after this many validations without improvement
     checkpoint_every: int = 200
@@ -82,11 +86,11 @@ class OnTheFly:
     workers: int = 1  # DataLoader processes that mix
 
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]  # noisy and clean magnitudes; on the fly also their complex spectra
 
 
 def collate(pairs: list[Batch]) -> Batch:
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    return tuple(torch.stack(parts) for parts in zip(*pairs))
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,11 @@ def open_source(data: str | Path | OnTheFly, spectral: SpectralConfig, config: T
         splits = split_corpora(data.speech, data.noise, data.split)
         batches = MixedBatches(data, splits["train"], spectral, config.batch_size, config.seed, ranks)
         return batches, fixed_pairs(splits["val"], config.max_val_pairs, spectral, data.mixing)
+    if config.waveform_weight or config.select_by == "val_si_sdr_db":
+        raise TrainingError(
+            f"{data}: a prepared dataset holds magnitudes only; the waveform loss and val_si_sdr_db need "
+            "on-the-fly mixing (--speech/--noise)"
+        )
     return PreparedBatches(data, config.batch_size, config.seed, ranks), PatchDataset(data, "val")
 
 
@@ -177,9 +186,14 @@ class Trainer:
             raise ValueError(f"unknown loss {self.loss_name!r}; choose from {', '.join(LOSSES)}")
         if config.select_by not in SELECTION:
             raise ValueError(f"unknown selection metric {config.select_by!r}; choose from {', '.join(SELECTION)}")
+        if not 0 <= config.ema_decay < 1:
+            raise ValueError(f"the moving average's decay must be in [0, 1), not {config.ema_decay}")
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.average = torch.optim.swa_utils.AveragedModel(
+            self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
+        )
         self.network = self.model  # what the steps call: wrapped for DDP, compiled on request
         self.state = {"step": 0, "epoch": 0, "best": None, "stale": 0, "seconds": 0.0}
 
@@ -191,32 +205,54 @@ class Trainer:
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
-    def batch_loss(self, noisy: torch.Tensor, clean: torch.Tensor, network=None) -> tuple[torch.Tensor, torch.Tensor]:
-        noisy, clean = self._to_device(noisy), self._to_device(clean)
+    @property
+    def averaged(self) -> UNet:
+        """The weights that are validated and saved: the moving average, or the raw weights without one."""
+        return self.average.module if self.config.ema_decay else self.model
+
+    def batch_loss(self, batch: Batch, network=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of (noisy, clean[, noisy spectrum, clean spectrum]) patches, and the enhanced magnitudes."""
+        noisy, clean, *spectra = (self._to_device(part) for part in batch)
         with self._autocast():
             network = self.network if network is None else network
             enhanced, features = enhance(self.model, noisy, self.spectral, network)
         loss = loss_value(self.loss_name, enhanced, features, clean, self.spectral, self.config.compression)
+        if self.config.waveform_weight:
+            loss = loss + self.config.waveform_weight * waveform_loss(enhanced, *spectra, self.spectral)
         return loss, enhanced
 
     @torch.no_grad()
     def validate(self, data: Sequence[Batch]) -> dict[str, float]:
-        self.model.eval()
+        """Loss and magnitude SNR of the validation pairs, and their mean waveform SI-SDR where they carry spectra."""
+        model = self.averaged
+        model.eval()
         count = min(len(data), self.config.max_val_pairs)
-        loss_sum, clean_energy, error_energy = 0.0, 0.0, 0.0
+        loss_sum, clean_energy, error_energy, si_sdrs = 0.0, 0.0, 0.0, []
         for start in range(0, count, self.config.batch_size):
-            noisy, clean = collate([data[i] for i in range(start, min(count, start + self.config.batch_size))])
-            loss, enhanced = self.batch_loss(noisy, clean, network=self.model)
-            loss_sum += loss.item() * len(noisy)
-            energy, error = magnitude_error(enhanced.cpu(), clean)
+            batch = collate([data[i] for i in range(start, min(count, start + self.config.batch_size))])
+            loss, enhanced = self.batch_loss(batch, network=model)
+            loss_sum += loss.item() * len(batch[0])
+            energy, error = magnitude_error(enhanced.cpu(), batch[1])
             clean_energy, error_energy = clean_energy + energy, error_energy + error
-        self.model.train()
-        snr_db = 10 * math.log10(clean_energy / max(error_energy, 1e-20))
-        return {"val_loss": loss_sum / count, "val_snr_db": snr_db}
+            if len(batch) == 4:
+                si_sdr, voiced = patch_si_sdr(enhanced.cpu(), batch[2], batch[3], self.spectral)
+                si_sdrs.append(si_sdr[voiced])
+        model.train()
+        metrics = {"val_loss": loss_sum / count, "val_snr_db": 10 * math.log10(clean_energy / max(error_energy, 1e-20))}
+        if si_sdrs:
+            metrics["val_si_sdr_db"] = float(torch.cat(si_sdrs).mean())
+        return metrics
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.config.ema_decay:
+            self.average.update_parameters(self.model)
 
     def improved(self, metrics: dict[str, float]) -> bool:
         value = metrics[self.config.select_by]
-        sign = 1 if self.config.select_by == "val_snr_db" else -1
+        sign = 1 if self.config.select_by in HIGHER_IS_BETTER else -1
         if self.state["best"] is None or sign * value > sign * self.state["best"]:
             self.state["best"], self.state["stale"] = value, 0
             return True
@@ -224,9 +260,10 @@ class Trainer:
         return False
 
     def save_resume_point(self, path: Path, info: dict) -> None:
-        """Weights, optimizer, RNG and state in one file, replaced atomically."""
+        """Weights, their moving average, optimizer, RNG and state in one file, replaced atomically."""
         optimizer = self.optimizer.state_dict()
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tensors |= {f"average.{k}": v.detach().cpu().contiguous() for k, v in self.average.state_dict().items()}
         for index, values in optimizer["state"].items():
             tensors |= {f"optimizer.{index}.{name}": v.detach().cpu().contiguous() for name, v in values.items()}
         tensors["rng.cpu"] = torch.get_rng_state()
@@ -255,6 +292,9 @@ class Trainer:
         if model_config != self.model.config.to_dict():
             raise TrainingError(f"{path}: the checkpoint's model settings differ from this run's ({model_config})")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        average = {k[8:]: v for k, v in tensors.items() if k.startswith("average.")}
+        if average:  # resume points from before the moving average start it afresh
+            self.average.load_state_dict(average)
         state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
@@ -284,7 +324,7 @@ def write_history(path: Path, rows: list[list[str]]) -> None:
 
 
 def plot_history(rows: list[list[str]], path: Path) -> None:
-    """Training and validation loss, and validation SNR, against the step."""
+    """Training and validation loss, and validation SNR (and SI-SDR), against the step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,8 +336,12 @@ def plot_history(rows: list[list[str]], path: Path) -> None:
     losses.plot(steps, [float(r[3]) for r in rows], label="validation")
     losses.set(xlabel="step", ylabel="loss", yscale="log")
     losses.legend()
-    snr.plot(steps, [float(r[4]) for r in rows], color="tab:green")
-    snr.set(xlabel="step", ylabel="validation magnitude SNR (dB)")
+    snr.plot(steps, [float(r[4]) for r in rows], color="tab:green", label="magnitude SNR")
+    waveform = [(int(r[0]), float(r[7])) for r in rows if len(r) > 7 and r[7]]
+    if waveform:
+        snr.plot(*zip(*waveform), color="tab:purple", label="waveform SI-SDR")
+        snr.legend()
+    snr.set(xlabel="step", ylabel="validation (dB)")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -389,13 +433,13 @@ def train(
 
     def checkpoint() -> None:
         if ranks.main:
-            save_checkpoint(last, trainer.model, spectral, info | {"step": state["step"]})
+            save_checkpoint(last, trainer.averaged, spectral, info | {"step": state["step"]})
             trainer.save_resume_point(last / RESUME, info)
 
     def log_validation() -> None:
         metrics = trainer.validate(val_data)
         if trainer.improved(metrics) and ranks.main:
-            save_checkpoint(best, trainer.model, spectral, info | {"step": state["step"], **metrics})
+            save_checkpoint(best, trainer.averaged, spectral, info | {"step": state["step"], **metrics})
         if not ranks.main:
             return
         rows.append(
@@ -407,13 +451,15 @@ def train(
                 f"{metrics['val_snr_db']:.3f}",
                 f"{lr:.3e}",
                 f"{state['seconds']:.0f}",
+                f"{metrics['val_si_sdr_db']:.3f}" if "val_si_sdr_db" in metrics else "",
             ]
         )
         write_history(history, rows)
         plot_history(rows, run_dir / "history.png")
+        waveform = f", SI-SDR {metrics['val_si_sdr_db']:.2f} dB" if "val_si_sdr_db" in metrics else ""
         tqdm.write(
             f"step {state['step']}: train loss {running:.5f}, validation loss {metrics['val_loss']:.5f}, "
-            f"validation SNR {metrics['val_snr_db']:.2f} dB"
+            f"validation SNR {metrics['val_snr_db']:.2f} dB{waveform}"
         )
         if board is not None:
             for name, value in metrics.items():
@@ -435,18 +481,16 @@ def train(
             disable=not ranks.main or None,
         )
         started = time.perf_counter()
-        for noisy, clean in bar:
+        for batch in bar:
             lr = learning_rate(state["step"], total_steps, config)
             for group in trainer.optimizer.param_groups:
                 group["lr"] = lr
-            loss, _ = trainer.batch_loss(noisy, clean)
+            loss, _ = trainer.batch_loss(batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss.item()} at step {state['step']}; the last good checkpoint is in {last}"
                 )
-            trainer.optimizer.zero_grad()
-            loss.backward()
-            trainer.optimizer.step()
+            trainer.step(loss)
             running = loss.item() if math.isnan(running) else 0.98 * running + 0.02 * loss.item()
             state["running_loss"] = running
             state["step"] += 1

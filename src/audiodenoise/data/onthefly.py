@@ -1,4 +1,6 @@
-"""On-the-fly mixing: an endless stream of fresh patch pairs from the corpora, with no dataset on disk."""
+"""On-the-fly mixing: an endless stream of fresh patch pairs from the corpora, with no dataset on disk.
+
+Each pair also carries its complex noisy and clean STFT patches, for losses and metrics on the waveform."""
 
 from __future__ import annotations
 
@@ -12,16 +14,17 @@ import torch
 from ..audio import AudioError
 from ..spectral import SpectralConfig
 from .mixing import MixConfig
-from .pairs import mix_signals, patches
+from .pairs import mix_signals, spectrum_patches, target_patches
 from .splits import Split
 
-Pair = tuple[torch.Tensor, torch.Tensor]
+Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # noisy, clean, their spectra
 
 
 def _mixtures(
     split: Split, spectral: SpectralConfig, mixing: MixConfig, rng: np.random.Generator, endless: bool = True
 ) -> Iterator[Pair]:
-    """(noisy, clean) patches of new mixtures, the clean files in a new order on every pass."""
+    """(noisy, clean, noisy spectrum, clean spectrum) patches of new mixtures, the clean files in a new order on
+    every pass; each is (1, bins, frames)."""
     noises = tuple(f.path for f in split.noise)
     talkers = tuple(f.path for f in split.speech)
     unreadable: set[str] = set()
@@ -30,16 +33,16 @@ def _mixtures(
         for index in rng.permutation(len(split.speech)):
             try:
                 signals, errors = mix_signals(split.speech[index].path, noises, talkers, rng, spectral, mixing)
-                pair = None if signals is None else patches(signals, spectral, mixing.clean_target)
+                spectra = None if signals is None else spectrum_patches(signals, spectral)
             except AudioError as error:
-                pair, errors = None, [str(error)]
+                spectra, errors = None, [str(error)]
             for line in set(errors) - unreadable:
                 print(f"audiodenoise: skipped unreadable file: {line}", file=sys.stderr)
             unreadable.update(errors)
-            if pair is not None:
-                produced += len(pair[0])
-                for noisy, clean in zip(*pair):
-                    yield torch.from_numpy(noisy).unsqueeze(0), torch.from_numpy(clean).unsqueeze(0)
+            if spectra is not None:
+                produced += len(spectra[0])
+                for patch in zip(*target_patches(*spectra, mixing.clean_target), *spectra):
+                    yield tuple(part.unsqueeze(0).clone() for part in patch)  # not views of the file
         if not produced:
             raise AudioError(f"no usable clean speech in the {split.name} split")
         if not endless:
@@ -47,7 +50,7 @@ def _mixtures(
 
 
 class MixingDataset(torch.utils.data.IterableDataset):
-    """Endless (noisy, clean) patch pairs mixed as they are read, shuffled through a buffer.
+    """Endless patch pairs mixed as they are read, shuffled through a buffer.
 
     Each DataLoader worker mixes its own stream, seeded from ``seed`` and its worker id."""
 

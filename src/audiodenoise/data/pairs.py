@@ -85,16 +85,27 @@ def mix_signals(
     return (noisy, clean), errors
 
 
-def patches(signals: tuple[np.ndarray, np.ndarray], spectral: SpectralConfig, clean_target: str) -> PatchPair:
-    """The (noisy magnitude, clean target) patches of a (noisy, clean) mixture.
+def spectrum_patches(signals: tuple[np.ndarray, np.ndarray], spectral: SpectralConfig) -> tuple[torch.Tensor, ...]:
+    """The complex (noisy, clean) STFT patches of a (noisy, clean) mixture, each (patches, bins, frames)."""
+    noisy_spec, clean_spec = signal_spectrum(torch.from_numpy(np.stack(signals)), spectral)
+    return split_patches(noisy_spec, spectral), split_patches(clean_spec, spectral)
+
+
+def target_patches(noisy_spec: torch.Tensor, clean_spec: torch.Tensor, clean_target: str) -> tuple[torch.Tensor, ...]:
+    """(noisy magnitude, clean target) patches from complex ones.
 
     The "phase-sensitive" target is the clean magnitude times the cosine of its phase error against the noisy
     phase, floored at 0: a mask that reaches it minimises the complex STFT error of the output, which keeps the
     noisy phase, rather than the magnitude error alone."""
-    noisy_spec, clean_spec = signal_spectrum(torch.from_numpy(np.stack(signals)), spectral)
     noisy = noisy_spec.abs()
     if clean_target == "magnitude":
         clean = clean_spec.abs()
     else:
         clean = ((clean_spec * noisy_spec.conj()).real / noisy.clamp_min(1e-12)).clamp_min(0.0)
-    return split_patches(noisy, spectral).numpy(), split_patches(clean, spectral).numpy()
+    return noisy, clean
+
+
+def patches(signals: tuple[np.ndarray, np.ndarray], spectral: SpectralConfig, clean_target: str) -> PatchPair:
+    """The (noisy magnitude, clean target) patches of a (noisy, clean) mixture."""
+    noisy, clean = target_patches(*spectrum_patches(signals, spectral), clean_target)
+    return noisy.numpy(), clean.numpy()
