@@ -198,3 +198,15 @@ def test_the_waveform_loss_needs_mixing_on_the_fly(dataset, tmp_path, capsys):
     assert main(["train", str(dataset), str(tmp_path / "run"), *TRAIN, "--waveform-weight", "0.01"]) == 2
     err = capsys.readouterr().err
     assert "holds magnitudes only" in err and "--speech/--noise" in err and "Traceback" not in err
+
+
+def test_the_moving_average_warms_up_to_its_decay():
+    from audiodenoise.train import _moving_average
+
+    averaged, current = [torch.zeros(3)], [torch.ones(3)]
+    update = _moving_average(0.999)
+    update(averaged, current, torch.tensor(1))  # decay (1 + 1) / (10 + 1) on the first averaging
+    torch.testing.assert_close(averaged[0], torch.full((3,), 9 / 11))
+    averaged = [torch.zeros(3)]
+    update(averaged, current, torch.tensor(100_000))  # capped at 0.999 late in a run
+    torch.testing.assert_close(averaged[0], torch.full((3,), 0.001))

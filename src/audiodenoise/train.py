@@ -174,6 +174,17 @@ def learning_rate(step: int, total: int, config: TrainConfig) -> float:
     return low + 0.5 * (high - low) * (1 + math.cos(math.pi * progress))
 
 
+def _moving_average(decay: float):
+    """An EMA update whose decay rises as (1 + n) / (10 + n) to ``decay`` over the first n updates, so that the
+    average of a short run is not held back by the weights it started from."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        rate = min(decay, (1 + int(updates)) / (10 + int(updates)))
+        torch.optim.swa_utils.get_ema_multi_avg_fn(rate)(averaged, current, updates)
+
+    return update
+
+
 class Trainer:
     """One model, its optimizer and the run's state; ``fit`` runs the loop."""
 
@@ -191,9 +202,7 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
-        self.average = torch.optim.swa_utils.AveragedModel(
-            self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
-        )
+        self.average = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_moving_average(config.ema_decay))
         self.network = self.model  # what the steps call: wrapped for DDP, compiled on request
         self.state = {"step": 0, "epoch": 0, "best": None, "stale": 0, "seconds": 0.0}
 
