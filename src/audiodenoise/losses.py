@@ -11,6 +11,9 @@ from .spectral import SpectralConfig, istft, magnitude_to_features
 LOSSES = ("compressed-mse", "magnitude-mse", "log-mse", "huber-db")
 DEFAULT_LOSS = {"mask": "compressed-mse", "noise": "huber-db"}  # "huber-db" with the noise target is the reference
 SILENT_PATCH_DB = -30.0  # patches whose clean energy is this far below the noisy one have no SI-SDR
+# SI-SDR is soft-limited to about this: otherwise the near-exact patches of clean input (over 100 dB) outweigh
+# every noisy one in a mean of decibels.
+SI_SDR_CEILING_DB = 30.0
 
 
 def enhance(
@@ -56,8 +59,8 @@ def magnitude_error(enhanced: torch.Tensor, clean: torch.Tensor) -> tuple[float,
 def patch_si_sdr(
     enhanced: torch.Tensor, noisy_spec: torch.Tensor, clean_spec: torch.Tensor, spectral: SpectralConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SI-SDR (dB) of each patch's waveform, the enhanced magnitude with the noisy phase against the clean
-    spectrum's, and which patches hold enough speech for it to mean anything.
+    """SI-SDR (dB, soft-limited to SI_SDR_CEILING_DB) of each patch's waveform, the enhanced magnitude with the
+    noisy phase against the clean spectrum's, and which patches hold enough speech for it to mean anything.
 
     Both waveforms are overlap-adds of the same frames without the window-envelope division, so the edges of a
     patch are tapered alike in both."""
@@ -67,7 +70,9 @@ def patch_si_sdr(
     reference_energy = reference.pow(2).sum(-1)
     scale = (estimate * reference).sum(-1, keepdim=True) / reference_energy.clamp_min(1e-12).unsqueeze(-1)
     target = scale * reference
-    ratio = target.pow(2).sum(-1).clamp_min(1e-12) / (estimate - target).pow(2).sum(-1).clamp_min(1e-12)
+    target_energy = target.pow(2).sum(-1)
+    error_energy = (estimate - target).pow(2).sum(-1) + 10 ** (-SI_SDR_CEILING_DB / 10) * target_energy
+    ratio = target_energy.clamp_min(1e-12) / error_energy.clamp_min(1e-12)
     noisy_energy = noisy_spec.abs().pow(2).sum((-3, -2, -1))
     clean_energy = clean_spec.abs().pow(2).sum((-3, -2, -1))
     voiced = clean_energy > noisy_energy * 10 ** (SILENT_PATCH_DB / 10)
