@@ -341,9 +341,11 @@ def plot_history(rows: list[list[str]], path: Path) -> None:
 
     steps = [int(r[0]) for r in rows]
     figure, (losses, snr) = plt.subplots(1, 2, figsize=(10, 3.5))
-    losses.plot(steps, [float(r[2]) for r in rows], label="train (running)")
-    losses.plot(steps, [float(r[3]) for r in rows], label="validation")
-    losses.set(xlabel="step", ylabel="loss", yscale="log")
+    train_loss, val_loss = [float(r[2]) for r in rows], [float(r[3]) for r in rows]
+    losses.plot(steps, train_loss, label="train (running)")
+    losses.plot(steps, val_loss, label="validation")
+    positive = min(train_loss + val_loss, default=1) > 0  # a waveform loss in dB can be negative
+    losses.set(xlabel="step", ylabel="loss", yscale="log" if positive else "linear")
     losses.legend()
     snr.plot(steps, [float(r[4]) for r in rows], color="tab:green", label="magnitude SNR")
     waveform = [(int(r[0]), float(r[7])) for r in rows if len(r) > 7 and r[7]]
