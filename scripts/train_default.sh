@@ -6,6 +6,7 @@ CORPUS=${CORPUS:-../shared/corpus}
 DATA=${DATA:-runs/data-pauses}
 STAGE1=${STAGE1:-runs/unet-mask}
 STAGE2=${STAGE2:-runs/unet-mask-v3}
+STAGE3=${STAGE3:-runs/unet-mask-wave30}
 
 resume_flag() { [ -f "$1/last/training.safetensors" ] && echo --resume || true; }
 
@@ -18,5 +19,11 @@ audiodenoise train "$DATA" "$STAGE1" --target mask --epochs 1 --max-steps 3000 $
 audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$STAGE2" --init-from "$STAGE1/best" \
   --epochs 3 --epoch-pairs 32000 --learning-rate 3e-4 --max-pause-ms 400 --edge-pause-ms 500 \
   --clean-fraction 0.1 --val-fraction 0.06 --checkpoint-every 100 --validate-every 500 $(resume_flag "$STAGE2")
-# The shipped weights: stage 2's best/ after 2,500 steps (stopped for time), with "inference": {"strength": 0.9}
-# added to its config.json after benchmarks/tune_strength.py.
+
+# Stage 3: fine-tune stage 2's best/ (step 2,500, stopped for time) with the waveform SI-SDR loss, weights averaged.
+audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$STAGE3" --init-from "$STAGE2/best" \
+  --epochs 1 --max-steps 5000 --epoch-pairs 80000 --learning-rate 2e-4 --max-pause-ms 400 --edge-pause-ms 500 \
+  --clean-fraction 0.1 --val-fraction 0.06 --waveform-weight 0.003 --ema-decay 0.999 --select-by val_si_sdr_db \
+  --checkpoint-every 100 --validate-every 500 $(resume_flag "$STAGE3")
+# The shipped weights: stage 3's best/ (step 4,000), with "inference": {"strength": 0.9} added to its
+# config.json after benchmarks/tune_strength.py --speakers hedgewars-ru-default klettres-lt-all tuxpaint-nl-all.
