@@ -494,7 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="decay of the weights' moving average that is validated and saved (0: the raw weights)",
     )
     train.add_argument(
-        "--select-by", choices=SELECTION, default="val_snr_db", help="metric that picks best/ (val_si_sdr_db: on the fly)"
+        "--select-by",
+        choices=SELECTION,
+        default="val_snr_db",
+        help="metric that picks best/ (val_si_sdr_db: on the fly only)",
     )
     train.add_argument("--patience", type=_positive_int, default=None, help="stop after N validations not improving")
     train.add_argument("--checkpoint-every", type=_positive_int, default=200, help="steps between checkpoints")

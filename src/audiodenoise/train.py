@@ -2,8 +2,8 @@
 
 Everything a resume needs (weights, their running average, optimizer, RNG, step) is one safetensors file written
 atomically, so a kill can never leave a half-new checkpoint. Validation and the checkpoints use the exponential
-moving average of the weights (EMA), which is smoother than any one step's weights. Under ``torchrun`` each rank reads its own share of every batch and
-rank 0 writes the checkpoints.
+moving average of the weights (EMA), which is smoother than any one step's weights. Under ``torchrun`` each
+rank reads its own share of every batch and rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
