@@ -194,10 +194,17 @@ def test_the_waveform_si_sdr_scores_patches_and_skips_those_without_speech():
     assert waveform_loss(noisy_spec.abs(), noisy_spec, clean_spec, spectral) == -passed[voiced].mean()
 
 
-def test_the_waveform_loss_needs_mixing_on_the_fly(dataset, tmp_path, capsys):
-    assert main(["train", str(dataset), str(tmp_path / "run"), *TRAIN, "--waveform-weight", "0.01"]) == 2
+@pytest.mark.parametrize("option", [["--waveform-weight", "0.01"], ["--select-by", "val_si_sdr_db"]])
+def test_the_waveform_loss_and_metric_need_mixing_on_the_fly(dataset, tmp_path, capsys, option):
+    assert main(["train", str(dataset), str(tmp_path / "run"), *TRAIN, *option]) == 2
     err = capsys.readouterr().err
     assert "holds magnitudes only" in err and "--speech/--noise" in err and "Traceback" not in err
+
+
+def test_a_moving_average_that_never_moves_is_refused(dataset, tmp_path, capsys):
+    assert main(["train", str(dataset), str(tmp_path / "run"), *TRAIN, "--ema-decay", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "decay must be in [0, 1)" in err and "Traceback" not in err
 
 
 def test_the_moving_average_warms_up_to_its_decay():
