@@ -221,12 +221,14 @@ class Trainer:
 
     def batch_loss(self, batch: Batch, network=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of (noisy, clean[, noisy spectrum, clean spectrum]) patches, and the enhanced magnitudes."""
-        noisy, clean, *spectra = (self._to_device(part) for part in batch)
+        noisy, clean, *spectra = batch
+        noisy, clean = self._to_device(noisy), self._to_device(clean)
         with self._autocast():
             network = self.network if network is None else network
             enhanced, features = enhance(self.model, noisy, self.spectral, network)
         loss = loss_value(self.loss_name, enhanced, features, clean, self.spectral, self.config.compression)
-        if self.config.waveform_weight:
+        if self.config.waveform_weight:  # the spectra go to the device only for it
+            spectra = [self._to_device(spectrum) for spectrum in spectra]
             loss = loss + self.config.waveform_weight * waveform_loss(enhanced, *spectra, self.spectral)
         return loss, enhanced
 
@@ -240,11 +242,12 @@ class Trainer:
         for start in range(0, count, self.config.batch_size):
             batch = collate([data[i] for i in range(start, min(count, start + self.config.batch_size))])
             loss, enhanced = self.batch_loss(batch, network=model)
+            enhanced = enhanced.cpu()
             loss_sum += loss.item() * len(batch[0])
-            energy, error = magnitude_error(enhanced.cpu(), batch[1])
+            energy, error = magnitude_error(enhanced, batch[1])
             clean_energy, error_energy = clean_energy + energy, error_energy + error
             if len(batch) == 4:
-                si_sdr, voiced = patch_si_sdr(enhanced.cpu(), batch[2], batch[3], self.spectral)
+                si_sdr, voiced = patch_si_sdr(enhanced, batch[2], batch[3], self.spectral)
                 si_sdrs.append(si_sdr[voiced])
         model.train()
         metrics = {"val_loss": loss_sum / count, "val_snr_db": 10 * math.log10(clean_energy / max(error_energy, 1e-20))}
