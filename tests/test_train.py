@@ -1,5 +1,5 @@
 """The trainer: exact resume after kill -9, two-process DDP, NaN handling, corrupt checkpoints, losses, early stop,
-the weights' moving average and the waveform loss."""
+the weights' moving average, and the waveform and envelope losses."""
 
 import os
 import signal
@@ -192,6 +192,51 @@ def test_the_waveform_si_sdr_scores_patches_and_skips_those_without_speech():
     scaled, _ = patch_si_sdr(0.5 * noisy_spec.abs(), noisy_spec, clean_spec, spectral)
     torch.testing.assert_close(scaled[voiced], passed[voiced], atol=1e-3, rtol=0)  # scale-invariant
     assert waveform_loss(noisy_spec.abs(), noisy_spec, clean_spec, spectral) == -passed[voiced].mean()
+
+
+def test_the_envelope_correlation_ranks_noise_levels_as_stoi_does_and_skips_patches_without_speech():
+    from pystoi import stoi
+
+    from audiodenoise.data.pairs import spectrum_patches
+    from audiodenoise.losses import envelope_correlation, envelope_loss, holds_speech
+    from audiodenoise.spectral import SpectralConfig
+
+    spectral = SpectralConfig()
+    rng = np.random.default_rng(1)
+    clean = np.concatenate([speech_like(3.0, 22050), np.zeros(22050)]).astype(np.float32)
+    noise = rng.standard_normal(len(clean)).astype(np.float32)
+    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2))
+    proxies, scores = [], []
+    for snr_db in (0, 10, 20):
+        noisy = clean + noise * 10 ** (-snr_db / 20)
+        noisy_mag, clean_mag = (s.abs().unsqueeze(1) for s in spectrum_patches((noisy, clean), spectral))
+        voiced = holds_speech(noisy_mag, clean_mag)
+        assert voiced[0] and not voiced[-1]  # the last patch holds noise only
+        correlation = envelope_correlation(noisy_mag, clean_mag, spectral)
+        proxies.append(float(correlation[voiced].mean()))
+        scores.append(stoi(clean, noisy, 22050))
+        loss = envelope_loss(noisy_mag, noisy_mag, clean_mag, spectral)
+        assert float(loss) == pytest.approx(1 - proxies[-1], abs=1e-6)
+    assert proxies == sorted(proxies) and scores == sorted(scores)
+    assert proxies[-1] - proxies[0] > 0.02
+    exact = envelope_correlation(clean_mag[voiced], clean_mag[voiced], spectral)
+    scaled = envelope_correlation(0.5 * clean_mag[voiced], clean_mag[voiced], spectral)
+    torch.testing.assert_close(exact, torch.ones_like(exact), atol=1e-4, rtol=0)
+    torch.testing.assert_close(scaled, exact, atol=1e-4, rtol=0)  # scale-invariant
+    silent = clean_mag[~voiced]
+    assert float(envelope_loss(silent, noisy_mag[~voiced], silent, spectral)) == 0
+
+
+def test_the_envelope_loss_trains_on_a_prepared_dataset_and_can_pick_the_best(dataset, tmp_path):
+    run = tmp_path / "run"
+    options = ["--max-steps", "4", "--envelope-weight", "0.1", "--select-by", "val_envelope_corr"]
+    assert main(["train", str(dataset), str(run), *TRAIN, *options]) == 0
+    _, _, config = load_checkpoint(run / "best")
+    assert config["info"]["train"]["envelope_weight"] == 0.1
+    header, *_, last = (line.split(",") for line in (run / "history.csv").read_text().splitlines())
+    assert header[-1] == "val_envelope_corr" and last[-2] == ""  # no SI-SDR without spectra
+    assert 0 < config["info"]["val_envelope_corr"] <= 1
+    assert float(last[-1]) == pytest.approx(config["info"]["val_envelope_corr"], abs=1e-4)
 
 
 @pytest.mark.parametrize("option", [["--waveform-weight", "0.01"], ["--select-by", "val_si_sdr_db"]])

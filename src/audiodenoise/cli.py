@@ -277,6 +277,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         loss=args.loss,
         waveform_weight=args.waveform_weight,
+        envelope_weight=args.envelope_weight,
         ema_decay=args.ema_decay,
         select_by=args.select_by,
         patience=args.patience,
@@ -486,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=0.0,
         help="add this times the negative SI-SDR (dB) of the patch waveforms to the loss (on the fly only)",
+    )
+    train.add_argument(
+        "--envelope-weight",
+        type=_non_negative_float,
+        default=0.0,
+        help="add this times one minus STOI's band-envelope correlation of the patches to the loss",
     )
     train.add_argument(
         "--ema-decay",

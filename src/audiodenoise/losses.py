@@ -14,6 +14,12 @@ SILENT_PATCH_DB = -30.0  # patches whose clean energy is this far below the nois
 # SI-SDR is soft-limited to about this: otherwise the near-exact patches of clean input (over 100 dB) outweigh
 # every noisy one in a mean of decibels.
 SI_SDR_CEILING_DB = 30.0
+# STOI's measure (Taal et al. 2011): one-third-octave band envelopes from 150 Hz, frames of about 12.8 ms, and an
+# estimate clipped at 15 dB above the clean envelope before the two are correlated.
+STOI_BANDS = 15
+STOI_LOWEST_CENTRE_HZ = 150.0
+STOI_FRAME_SECONDS = 0.0128
+STOI_CLIP_DB = 15.0
 
 
 def enhance(
@@ -73,10 +79,12 @@ def patch_si_sdr(
     target_energy = target.pow(2).sum(-1)
     error_energy = (estimate - target).pow(2).sum(-1) + 10 ** (-SI_SDR_CEILING_DB / 10) * target_energy
     ratio = target_energy.clamp_min(1e-12) / error_energy.clamp_min(1e-12)
-    noisy_energy = noisy_spec.abs().pow(2).sum((-3, -2, -1))
-    clean_energy = clean_spec.abs().pow(2).sum((-3, -2, -1))
-    voiced = clean_energy > noisy_energy * 10 ** (SILENT_PATCH_DB / 10)
-    return 10 * torch.log10(ratio), voiced
+    return 10 * torch.log10(ratio), holds_speech(noisy_spec.abs(), clean_spec.abs())
+
+
+def holds_speech(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Which magnitude patches hold speech: clean energy above SILENT_PATCH_DB relative to the noisy one."""
+    return clean.pow(2).sum((-3, -2, -1)) > noisy.pow(2).sum((-3, -2, -1)) * 10 ** (SILENT_PATCH_DB / 10)
 
 
 def waveform_loss(
@@ -87,3 +95,48 @@ def waveform_loss(
     if not voiced.any():
         return enhanced.new_zeros(())
     return -si_sdr[voiced].mean()
+
+
+def third_octave_bands(spectral: SpectralConfig) -> torch.Tensor:
+    """(bands, bins) ones where a bin lies in one of STOI's one-third-octave bands, placed as pystoi places them;
+    bands too narrow to hold a bin of this STFT, or above its Nyquist frequency, are left out."""
+    frequencies = torch.arange(spectral.n_bins) * spectral.sample_rate / spectral.n_fft
+    centres = STOI_LOWEST_CENTRE_HZ * 2 ** (torch.arange(STOI_BANDS) / 3)
+    bands = torch.zeros(STOI_BANDS, spectral.n_bins)
+    for band, centre in enumerate(centres):
+        low, high = (int(torch.argmin((frequencies - centre * 2**edge) ** 2)) for edge in (-1 / 6, 1 / 6))
+        if centre * 2 ** (1 / 6) <= spectral.sample_rate / 2:
+            bands[band, low:high] = 1.0
+    return bands[bands.sum(1) > 0]
+
+
+def band_envelopes(magnitude: torch.Tensor, spectral: SpectralConfig) -> torch.Tensor:
+    """(batch, 1, bins, frames) magnitudes -> (batch, bands, frames') one-third-octave band amplitudes, frames
+    pooled to about STOI's 12.8 ms."""
+    pool = max(1, round(STOI_FRAME_SECONDS * spectral.sample_rate / spectral.hop_length))
+    bands = third_octave_bands(spectral).to(magnitude.device)
+    power = torch.einsum("kf,bft->bkt", bands, magnitude.squeeze(1).float() ** 2)
+    usable = power.shape[-1] // pool * pool
+    return (power[..., :usable].unflatten(-1, (-1, pool)).mean(-1) + 1e-12).sqrt()
+
+
+def envelope_correlation(enhanced: torch.Tensor, clean: torch.Tensor, spectral: SpectralConfig) -> torch.Tensor:
+    """STOI's intermediate measure on each patch: the mean over bands of the correlation between the clean band
+    envelope and the enhanced one, scaled to the clean energy and clipped. (batch,) in [-1, 1]."""
+    reference, estimate = band_envelopes(clean, spectral), band_envelopes(enhanced, spectral)
+    scale = reference.norm(dim=-1, keepdim=True) / estimate.norm(dim=-1, keepdim=True)
+    estimate = torch.minimum(estimate * scale, reference * (1 + 10 ** (STOI_CLIP_DB / 20)))
+    reference = reference - reference.mean(-1, keepdim=True)
+    estimate = estimate - estimate.mean(-1, keepdim=True)
+    product = (reference * estimate).sum(-1)
+    return (product / (reference.pow(2).sum(-1) * estimate.pow(2).sum(-1) + 1e-12).sqrt()).mean(-1)
+
+
+def envelope_loss(
+    enhanced: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor, spectral: SpectralConfig
+) -> torch.Tensor:
+    """One minus the mean envelope correlation over the patches that hold speech; 0 for a batch without any."""
+    voiced = holds_speech(noisy, clean)
+    if not voiced.any():
+        return enhanced.new_zeros(())
+    return 1 - envelope_correlation(enhanced[voiced], clean[voiced], spectral).mean()

@@ -33,14 +33,35 @@ from .data.mixing import MixConfig
 from .data.onthefly import MixingDataset, fixed_pairs
 from .data.splits import Split, SplitConfig, split_corpora
 from .engine import bf16_native
-from .losses import DEFAULT_LOSS, LOSSES, enhance, loss_value, magnitude_error, patch_si_sdr, waveform_loss
+from .losses import (
+    DEFAULT_LOSS,
+    LOSSES,
+    enhance,
+    envelope_correlation,
+    envelope_loss,
+    holds_speech,
+    loss_value,
+    magnitude_error,
+    patch_si_sdr,
+    waveform_loss,
+)
 from .model import ModelConfig, UNet
 from .spectral import SpectralConfig
 
 RESUME = "training.safetensors"
-HISTORY_COLUMNS = ["step", "epoch", "train_loss", "val_loss", "val_snr_db", "learning_rate", "seconds", "val_si_sdr_db"]
-SELECTION = ("val_snr_db", "val_loss", "val_si_sdr_db")  # val_si_sdr_db: on-the-fly training only
-HIGHER_IS_BETTER = {"val_snr_db", "val_si_sdr_db"}
+HISTORY_COLUMNS = [
+    "step",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_snr_db",
+    "learning_rate",
+    "seconds",
+    "val_si_sdr_db",
+    "val_envelope_corr",
+]
+SELECTION = ("val_snr_db", "val_loss", "val_si_sdr_db", "val_envelope_corr")  # val_si_sdr_db: on the fly only
+HIGHER_IS_BETTER = {"val_snr_db", "val_si_sdr_db", "val_envelope_corr"}
 
 
 class TrainingError(Exception):
@@ -58,6 +79,7 @@ class TrainConfig:
     loss: str | None = None  # None: the target's default (see losses.DEFAULT_LOSS)
     compression: float = 0.3  # magnitude exponent of "compressed-mse"
     waveform_weight: float = 0.0  # adds this times the negative SI-SDR (dB) of the patches' waveforms (on the fly)
+    envelope_weight: float = 0.0  # adds this times one minus STOI's band-envelope correlation of the patches
     ema_decay: float = 0.999  # of the weights' moving average that is validated and saved; 0: the raw weights
     select_by: str = "val_snr_db"  # the validation metric that picks best/
     patience: int | None = None  # stop after this many validations without improvement
@@ -230,15 +252,18 @@ class Trainer:
         if self.config.waveform_weight:  # the spectra go to the device only for it
             spectra = [self._to_device(spectrum) for spectrum in spectra]
             loss = loss + self.config.waveform_weight * waveform_loss(enhanced, *spectra, self.spectral)
+        if self.config.envelope_weight:
+            loss = loss + self.config.envelope_weight * envelope_loss(enhanced, noisy, clean, self.spectral)
         return loss, enhanced
 
     @torch.no_grad()
     def validate(self, data: Sequence[Batch]) -> dict[str, float]:
-        """Loss and magnitude SNR of the validation pairs, and their mean waveform SI-SDR where they carry spectra."""
+        """Loss, magnitude SNR and band-envelope correlation of the validation pairs, and their mean waveform SI-SDR
+        where they carry spectra."""
         model = self.averaged
         model.eval()
         count = min(len(data), self.config.max_val_pairs)
-        loss_sum, clean_energy, error_energy, si_sdrs = 0.0, 0.0, 0.0, []
+        loss_sum, clean_energy, error_energy, si_sdrs, correlations = 0.0, 0.0, 0.0, [], []
         for start in range(0, count, self.config.batch_size):
             batch = collate([data[i] for i in range(start, min(count, start + self.config.batch_size))])
             loss, enhanced = self.batch_loss(batch, network=model)
@@ -246,11 +271,17 @@ class Trainer:
             loss_sum += loss.item() * len(batch[0])
             energy, error = magnitude_error(enhanced, batch[1])
             clean_energy, error_energy = clean_energy + energy, error_energy + error
+            voiced = holds_speech(batch[0], batch[1])
+            correlations.append(envelope_correlation(enhanced[voiced], batch[1][voiced], self.spectral))
             if len(batch) == 4:
                 si_sdr, voiced = patch_si_sdr(enhanced, batch[2], batch[3], self.spectral)
                 si_sdrs.append(si_sdr[voiced])
         model.train()
-        metrics = {"val_loss": loss_sum / count, "val_snr_db": 10 * math.log10(clean_energy / max(error_energy, 1e-20))}
+        metrics = {
+            "val_loss": loss_sum / count,
+            "val_snr_db": 10 * math.log10(clean_energy / max(error_energy, 1e-20)),
+            "val_envelope_corr": float(torch.cat(correlations).mean()),
+        }
         if si_sdrs:
             metrics["val_si_sdr_db"] = float(torch.cat(si_sdrs).mean())
         return metrics
@@ -466,6 +497,7 @@ def train(
                 f"{lr:.3e}",
                 f"{state['seconds']:.0f}",
                 f"{metrics['val_si_sdr_db']:.3f}" if "val_si_sdr_db" in metrics else "",
+                f"{metrics['val_envelope_corr']:.4f}",
             ]
         )
         write_history(history, rows)
@@ -473,7 +505,8 @@ def train(
         waveform = f", SI-SDR {metrics['val_si_sdr_db']:.2f} dB" if "val_si_sdr_db" in metrics else ""
         tqdm.write(
             f"step {state['step']}: train loss {running:.5f}, validation loss {metrics['val_loss']:.5f}, "
-            f"validation SNR {metrics['val_snr_db']:.2f} dB{waveform}"
+            f"validation SNR {metrics['val_snr_db']:.2f} dB{waveform}, envelope correlation "
+            f"{metrics['val_envelope_corr']:.4f}"
         )
         if board is not None:
             for name, value in metrics.items():
