@@ -3,6 +3,8 @@ pick the best checkpoint."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from .model import UNet
@@ -97,9 +99,11 @@ def waveform_loss(
     return -si_sdr[voiced].mean()
 
 
+@lru_cache(maxsize=8)
 def third_octave_bands(spectral: SpectralConfig) -> torch.Tensor:
     """(bands, bins) ones where a bin lies in one of STOI's one-third-octave bands, placed as pystoi places them;
-    bands too narrow to hold a bin of this STFT, or above its Nyquist frequency, are left out."""
+    bands too narrow to hold a bin of this STFT, or above its Nyquist frequency, are left out. Built once per
+    STFT setting (every training step asks for it); do not modify the result."""
     frequencies = torch.arange(spectral.n_bins) * spectral.sample_rate / spectral.n_fft
     centres = STOI_LOWEST_CENTRE_HZ * 2 ** (torch.arange(STOI_BANDS) / 3)
     bands = torch.zeros(STOI_BANDS, spectral.n_bins)
