@@ -224,7 +224,11 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
-        self.average = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_moving_average(config.ema_decay))
+        self.average = (
+            torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_moving_average(config.ema_decay))
+            if config.ema_decay
+            else None
+        )
         self.network = self.model  # what the steps call: wrapped for DDP, compiled on request
         self.state = {"step": 0, "epoch": 0, "best": None, "stale": 0, "seconds": 0.0}
 
@@ -239,7 +243,7 @@ class Trainer:
     @property
     def averaged(self) -> UNet:
         """The weights that are validated and saved: the moving average, or the raw weights without one."""
-        return self.average.module if self.config.ema_decay else self.model
+        return self.model if self.average is None else self.average.module
 
     def batch_loss(self, batch: Batch, network=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of (noisy, clean[, noisy spectrum, clean spectrum]) patches, and the enhanced magnitudes."""
@@ -290,7 +294,7 @@ class Trainer:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        if self.config.ema_decay:
+        if self.average is not None:
             self.average.update_parameters(self.model)
 
     def improved(self, metrics: dict[str, float]) -> bool:
@@ -306,7 +310,8 @@ class Trainer:
         """Weights, their moving average, optimizer, RNG and state in one file, replaced atomically."""
         optimizer = self.optimizer.state_dict()
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        tensors |= {f"average.{k}": v.detach().cpu().contiguous() for k, v in self.average.state_dict().items()}
+        if self.average is not None:
+            tensors |= {f"average.{k}": v.detach().cpu().contiguous() for k, v in self.average.state_dict().items()}
         for index, values in optimizer["state"].items():
             tensors |= {f"optimizer.{index}.{name}": v.detach().cpu().contiguous() for name, v in values.items()}
         tensors["rng.cpu"] = torch.get_rng_state()
@@ -336,7 +341,7 @@ class Trainer:
             raise TrainingError(f"{path}: the checkpoint's model settings differ from this run's ({model_config})")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         average = {k[8:]: v for k, v in tensors.items() if k.startswith("average.")}
-        if average:  # resume points from before the moving average start it afresh
+        if average and self.average is not None:  # resume points from before the moving average start it afresh
             self.average.load_state_dict(average)
         state: dict[int, dict] = {}
         for key, value in tensors.items():
