@@ -1,8 +1,9 @@
 """Choose a model's default strength on held-out validation speakers, not on dev-eval.
 
 Mixes pairs from the validation split that training used (same split options and seed), denoises them at
-each strength, and prints mean PESQ, STOI and SI-SDR, and the SI-SDR of the output against the input when the
-clean speech is given alone ("clean in"); the best strength by the chosen metric is reported."""
+each strength, and prints mean PESQ, STOI and SI-SDR, the mean SI-SDR of the mixtures below LOW_SNR_DB, and the
+SI-SDR of the output against the input when the clean speech is given alone ("clean in"); the best strength by
+the chosen metric is reported."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from audiodenoise.data.mixing import MixConfig
 from audiodenoise.data.pairs import mix_signals
 from audiodenoise.data.splits import SplitConfig, split_corpora
 from audiodenoise.denoiser import Denoiser
-from audiodenoise.metrics import score, si_sdr
+from audiodenoise.metrics import score, si_sdr, snr
 from audiodenoise.spectral import SpectralConfig
+
+LOW_SNR_DB = 5.0  # where the peers are furthest ahead
 
 
 def validation_pairs(
@@ -57,20 +60,23 @@ def main() -> None:
     split = SplitConfig(val_fraction=args.val_fraction, seed=args.split_seed)
     pairs = validation_pairs(args.pairs, split, mixing, seed=1, speakers=args.speakers)
     rate = SpectralConfig().sample_rate
+    low_snr = [snr(clean, noisy) < LOW_SNR_DB for noisy, clean in pairs]
     rows, results = [], {}
     for strength in args.strengths:
         denoiser = Denoiser.from_pretrained(args.model, strength=strength, threads=args.threads)
         scores = [score(clean, denoiser(noisy, rate), rate) for noisy, clean in pairs]
         means = {m: float(np.nanmean([s[m] for s in scores])) for m in ("pesq", "stoi", "si_sdr")}
+        means["low_snr_si_sdr"] = float(np.mean([s["si_sdr"] for s, low in zip(scores, low_snr) if low]))
         means["clean_input_si_sdr"] = float(np.mean([si_sdr(clean, denoiser(clean, rate)) for _, clean in pairs]))
         results[f"{strength:g}"] = means
         rows.append([f"{strength:g}", *means.values()])
-    print_table(["strength", "PESQ", "STOI", "SI-SDR (dB)", "clean in (dB)"], rows)
+    print_table(["strength", "PESQ", "STOI", "SI-SDR (dB)", f"SI-SDR < {LOW_SNR_DB:g} dB in", "clean in (dB)"], rows)
     best = max(results, key=lambda s: results[s][args.select_by])
     print(f"best strength by {args.select_by}: {best}")
     write_results(
         args.results,
-        {"model": args.model, "speakers": args.speakers, "pairs": len(pairs), "select_by": args.select_by}
+        {"model": args.model, "speakers": args.speakers, "pairs": len(pairs), "low_snr_pairs": sum(low_snr)}
+        | {"select_by": args.select_by}
         | {"best": best, "results": results},
     )
 

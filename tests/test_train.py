@@ -14,11 +14,12 @@ import torch
 from conftest import resume_state, speech_like, write_corpus
 from safetensors import safe_open
 
-from audiodenoise.checkpoint import load_checkpoint
+from audiodenoise.checkpoint import load_checkpoint, save_checkpoint
 from audiodenoise.cli import main
 from audiodenoise.engine import bf16_native
 from audiodenoise.losses import LOSSES
-from audiodenoise.model import ModelConfig
+from audiodenoise.model import ModelConfig, UNet
+from audiodenoise.spectral import STFT_PRESETS, SpectralConfig
 from audiodenoise.train import TrainConfig, TrainingError, train
 
 
@@ -127,14 +128,28 @@ def test_corrupt_or_mismatched_checkpoints_are_exit_2(dataset, tmp_path, capsys)
 
 
 def test_resuming_with_other_stft_settings_is_refused(dataset, tmp_path):
-    from audiodenoise.spectral import SpectralConfig
-    from audiodenoise.train import Trainer, UNet
+    from audiodenoise.train import Trainer
 
     run = tmp_path / "run"
     assert main(["train", str(dataset), str(run), *TRAIN[:-4], "--epochs", "1"]) == 0
     other = Trainer(UNet(ModelConfig()), SpectralConfig(hop_length=32), TrainConfig(), torch.device("cpu"))
     with pytest.raises(TrainingError, match="STFT settings differ"):
         other.load_resume_point(run / "last" / "training.safetensors")
+
+
+def test_fine_tuning_may_start_from_weights_of_another_stft_but_not_another_sample_rate(dataset, tmp_path, capsys):
+    source = tmp_path / "long"  # the dataset has the reference settings
+    save_checkpoint(source, UNet(ModelConfig(target="mask")), STFT_PRESETS["long"])
+    run = tmp_path / "run"
+    argv = ["train", str(dataset), str(run), *TRAIN, "--max-steps", "1", "--learning-rate", "0", "--ema-decay", "0"]
+    assert main([*argv, "--init-from", str(source)]) == 0
+    assert "other STFT settings: n_fft 511 -> 255, hop_length 128 -> 63" in capsys.readouterr().out
+    assert load_checkpoint(run / "last")[1] == SpectralConfig()
+    assert same_weights(weights(run), weights(source, "."))
+    save_checkpoint(source, UNet(ModelConfig(target="mask")), SpectralConfig(sample_rate=16000))
+    argv[2] = str(tmp_path / "other")
+    assert main([*argv, "--init-from", str(source)]) == 2
+    assert "22050 Hz, but the checkpoint" in (error := capsys.readouterr().err) and "is for 16000 Hz" in error
 
 
 @pytest.mark.parametrize("option, expected", [([], bf16_native(torch.device("cpu"))), (["--no-bf16"], False)])
@@ -179,7 +194,6 @@ def test_checkpoints_hold_the_moving_average_of_the_weights(dataset, tmp_path, d
 def test_the_waveform_si_sdr_scores_patches_and_skips_those_without_speech():
     from audiodenoise.data.pairs import spectrum_patches
     from audiodenoise.losses import SI_SDR_CEILING_DB, patch_si_sdr, waveform_loss
-    from audiodenoise.spectral import SpectralConfig
 
     spectral = SpectralConfig()
     rng = np.random.default_rng(0)
@@ -201,7 +215,6 @@ def test_the_envelope_correlation_ranks_noise_levels_as_stoi_does_and_skips_patc
 
     from audiodenoise.data.pairs import spectrum_patches
     from audiodenoise.losses import envelope_correlation, envelope_loss, holds_speech
-    from audiodenoise.spectral import SpectralConfig
 
     spectral = SpectralConfig()
     rng = np.random.default_rng(1)

@@ -524,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loader-workers", type=int, default=1, help="processes that mix on the fly")
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last")
-    train.add_argument("--init-from", help="start from this checkpoint's weights (fine-tuning)")
+    train.add_argument(
+        "--init-from", help="start from this checkpoint's weights (fine-tuning; its STFT settings may differ)"
+    )
     train.set_defaults(run=cmd_train)
 
     evaluation = commands.add_parser("evaluate", help="score systems on paired noisy and clean recordings")

@@ -446,8 +446,17 @@ def train(
     model = UNet(model_config)
     if init_from is not None:
         model, init_spectral, _ = load_checkpoint(init_from)
-        if init_spectral != spectral:
-            raise TrainingError(f"{source_name}: STFT settings differ from the checkpoint in {init_from}")
+        if init_spectral.sample_rate != spectral.sample_rate:
+            raise TrainingError(
+                f"{source_name}: {spectral.sample_rate} Hz, but the checkpoint in {init_from} is for "
+                f"{init_spectral.sample_rate} Hz"
+            )
+        before = init_spectral.to_dict()
+        changes = [
+            f"{name} {before[name]} -> {value}" for name, value in spectral.to_dict().items() if before[name] != value
+        ]
+        if changes:  # the U-Net is fully convolutional, so its weights fit any patch grid
+            tqdm.write(f"{init_from}: its weights start a model with other STFT settings: {', '.join(changes)}")
     model.train()
     trainer = Trainer(model, spectral, config, device)
     last, best = run_dir / "last", run_dir / "best"
