@@ -5,7 +5,7 @@
 import { denoiseSignal, setup, timed } from "./dsp.js";
 
 const RUNTIME = "./vendor/ort.wasm.bundle.min.mjs";
-const BATCH = 16; // patches per model call, as the server's Denoiser
+const BATCH_VALUES = 16 * 128 * 128; // features per model call: 16 patches of the reference settings
 const sessions = new Map(); // model URL -> promise of its InferenceSession
 let runtime = null;
 let queue = Promise.resolve(); // one request at a time: a session runs one batch at a time
@@ -38,12 +38,13 @@ function session(ort, url) {
   return sessions.get(url);
 }
 
-/** Gains of `count` patches ([patch][bin][frame]), BATCH patches per call; `onBatch(fraction of patches done)`. */
+/** Gains of `count` patches ([patch][bin][frame]), BATCH_VALUES features per call; `onBatch(fraction done)`. */
 async function patchGains(ort, model, patches, count, s, onBatch) {
   const size = s.bins * s.patch_frames;
+  const perCall = Math.max(1, Math.floor(BATCH_VALUES / size));
   const gains = new Float32Array(count * size);
-  for (let first = 0; first < count; first += BATCH) {
-    const n = Math.min(BATCH, count - first);
+  for (let first = 0; first < count; first += perCall) {
+    const n = Math.min(perCall, count - first);
     const batch = patches.subarray(first * size, (first + n) * size);
     const input = new ort.Tensor("float32", batch, [n, 1, s.bins, s.patch_frames]);
     const output = await model.run({ [model.inputNames[0]]: input });
