@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from audiodenoise.spectral import (
+    STFT_PRESETS,
     SpectralConfig,
     frames_to_patches,
     istft,
@@ -89,5 +90,6 @@ def test_tail_weighting_takes_each_frame_from_exactly_one_patch_and_needs_no_far
     assert plan.context_last_frame == 160 + 2 * low.patch_hop  # the tail holding the last needed frame
     assert plan.context_last_frame >= 160 + low.patch_hop + reach
     assert plan_block(128, 192, CONFIG).context_last_frame == 320  # the cross-fade needs a patch more
+    assert low.patch_hop == 16 and low_latency_settings(STFT_PRESETS["long"]).patch_hop == 8  # 46 ms both
     with pytest.raises(ValueError):
         SpectralConfig(patch_weighting="gaussian")

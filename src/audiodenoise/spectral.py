@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 
 PATCH_WEIGHTINGS = ("hann", "tail")
-LOW_LATENCY_PATCH_HOP = 16  # frames: 46 ms at the reference settings
+LOW_LATENCY_PATCH_SECONDS = 0.046  # the low-latency patch hop: 16 frames at the reference settings, 8 for "long"
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,11 @@ def patch_weights(config: SpectralConfig, device=None) -> torch.Tensor:
 
 
 def low_latency_settings(config: SpectralConfig) -> SpectralConfig:
-    """The same model's settings with each frame taken from the tail of a patch, patches every 16 frames."""
-    return replace(config, patch_hop=LOW_LATENCY_PATCH_HOP, patch_weighting="tail")
+    """The same model's settings with each frame taken from the tail of a patch, patches about every
+    LOW_LATENCY_PATCH_SECONDS (a power of two of frames, at most a patch)."""
+    frames = LOW_LATENCY_PATCH_SECONDS * config.sample_rate / config.hop_length
+    patch_hop = min(2 ** max(0, round(math.log2(frames))), config.patch_frames)
+    return replace(config, patch_hop=patch_hop, patch_weighting="tail")
 
 
 def frames_to_patches(spec: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
