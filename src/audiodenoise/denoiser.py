@@ -28,6 +28,7 @@ from .spectral import (
 )
 
 READ_BLOCK_FRAMES = 1 << 16
+BLOCK_SECONDS = 11.7  # blocks of about this much audio bound memory (4096 frames at the reference settings)
 INFERENCE_OPTIONS = {"strength", "atten_lim_db"}  # what a checkpoint's "inference" defaults may set
 
 
@@ -58,7 +59,8 @@ class Denoiser:
         """``model`` is a U-Net, run by ``engine`` (default: DEFAULT_ENGINE), or an ONNX Runtime engine.
 
         ``low_latency`` takes each frame's gain from a patch that ends just after it (``spectral.low_latency_settings``)
-        and streams in blocks of one patch hop: about 0.1 s of latency instead of 12 s, for 4x the compute."""
+        and streams in blocks of one patch hop: about 0.1 s of latency instead of 12 s, for 4x the compute at the
+        reference settings (8x with the long window)."""
         strength = 1.0 if strength is None else strength
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be within [0, 1], not {strength}")
@@ -66,7 +68,9 @@ class Denoiser:
             raise ValueError(f"the attenuation limit must be >= 0 dB, not {atten_lim_db}")
         if low_latency:
             spectral = low_latency_settings(spectral)
-        block_frames = block_frames or (spectral.patch_hop if low_latency else 4096)
+        if not block_frames:
+            patches = BLOCK_SECONDS * spectral.sample_rate / spectral.hop_length / spectral.patch_hop
+            block_frames = spectral.patch_hop * (1 if low_latency else max(1, round(patches)))
         if block_frames % spectral.patch_hop:
             raise ValueError(f"block_frames must be a multiple of {spectral.patch_hop}")
         self.engine = _make_engine(model, spectral, engine, threads)
