@@ -4,7 +4,7 @@ from conftest import halving_model, identity_model, speech_like
 
 from audiodenoise import Denoiser
 from audiodenoise.audio import AudioError
-from audiodenoise.spectral import SpectralConfig
+from audiodenoise.spectral import STFT_PRESETS, SpectralConfig
 
 RATE = SpectralConfig().sample_rate
 
@@ -29,6 +29,13 @@ def test_block_size_does_not_change_the_result():
     large = Denoiser(halving_model(), SpectralConfig(), block_frames=4096)(signal, RATE)
     assert np.max(np.abs(small - large)) < 1e-4
     assert np.allclose(large[2000:-2000], 0.5 * signal[2000:-2000], atol=1e-3)
+
+
+@pytest.mark.parametrize("preset, frames, low_latency_frames", [("reference", 4096, 16), ("long", 1984, 8)])
+def test_default_blocks_hold_about_the_same_audio_whatever_the_hop(preset, frames, low_latency_frames):
+    spectral = STFT_PRESETS[preset]
+    assert Denoiser(halving_model(), spectral).block_frames == frames  # about 11.7 s either way
+    assert Denoiser(halving_model(), spectral, low_latency=True).block_frames == low_latency_frames  # 46 ms
 
 
 def test_stream_in_random_chunks_equals_offline(identity):
