@@ -10,7 +10,7 @@ RUN=${RUN:-runs/unet-mask-long}
 if [ ! -f "$RUN/last/training.safetensors" ]; then
   mkdir -p "$RUN" && cp -r "$STATE/last" "$STATE/best" "$STATE/history.csv" "$RUN/"
 fi
-audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$RUN" --resume \
+exec audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$RUN" --resume \
   --init-from src/audiodenoise/models/unet-mask --stft long --epochs 1 --max-steps 20000 --epoch-pairs 320000 \
   --learning-rate 5e-4 --max-pause-ms 400 --edge-pause-ms 500 --clean-fraction 0.1 --val-fraction 0.06 \
   --waveform-weight 0.01 --ema-decay 0.999 --select-by val_si_sdr_db --threads 2 --checkpoint-every 100 \
