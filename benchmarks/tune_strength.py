@@ -15,7 +15,7 @@ import numpy as np
 from common import CORPUS, print_table, write_results
 
 from audiodenoise.audio import read_mono
-from audiodenoise.data.mixing import fit_length
+from audiodenoise.data.mixing import fit_length, power, remove_silence
 from audiodenoise.data.splits import SplitConfig, split_corpora
 from audiodenoise.denoiser import Denoiser
 from audiodenoise.metrics import score, si_sdr
@@ -31,11 +31,8 @@ PEAK_LIMIT = 0.99
 
 
 def active_speech_power(signal: np.ndarray, rate: int) -> float:
-    frame = int(0.02 * rate)
-    frames = signal[: len(signal) // frame * frame].astype(np.float64).reshape(-1, frame)
-    energy = np.mean(frames**2, axis=1)
-    active = energy >= energy.max() * 10 ** (-ACTIVE_RANGE_DB / 10)
-    return float(np.mean(energy[active]))
+    """Mean power of the 20 ms frames within ACTIVE_RANGE_DB of the loudest."""
+    return power(remove_silence(signal, rate, frame_ms=20.0, threshold_db=-ACTIVE_RANGE_DB))
 
 
 def speaker_clip(files: list, rng: np.random.Generator, rate: int) -> np.ndarray:
@@ -69,8 +66,7 @@ def heldout_pairs(count: int, split: SplitConfig, seed: int, speakers: list[str]
         snr_db = SNR_LEVELS_DB[index % len(SNR_LEVELS_DB)]
         clean = speaker_clip(by_speaker[groups[index % len(groups)]], rng, rate)
         noise = fit_length(read_mono(val.noise[noise_order[index % len(noise_order)]].path, rate), len(clean), rng)
-        noise_power = float(np.mean(noise.astype(np.float64) ** 2))
-        noise *= np.sqrt(active_speech_power(clean, rate) / (noise_power * 10 ** (snr_db / 10)))
+        noise *= np.sqrt(active_speech_power(clean, rate) / (power(noise) * 10 ** (snr_db / 10)))
         noisy = clean + noise
         scale = min(1.0, PEAK_LIMIT / np.max(np.abs(noisy)))
         pairs.append(((noisy * scale).astype(np.float32), (clean * scale).astype(np.float32), snr_db))
@@ -140,7 +136,8 @@ def main() -> None:
     print(f"best strength by {args.select_by}: {best}")
     write_results(
         args.results,
-        {"model": args.model, "speakers": args.speakers, "pairs": len(pairs), "select_by": args.select_by}
+        {"model": args.model, "speakers": args.speakers, "pairs": len(pairs), "threads": args.threads}
+        | {"select_by": args.select_by}
         | {"best": best, "results": results, "peers": peers},
     )
 
