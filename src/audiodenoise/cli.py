@@ -273,6 +273,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,
+        stop_after=args.stop_after,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         loss=args.loss,
@@ -479,6 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target", choices=("mask", "noise"), default="mask", help="'noise' is the reference design")
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--max-steps", type=_positive_int, default=None)
+    train.add_argument(
+        "--stop-after",
+        type=_positive_int,
+        metavar="STEP",
+        help="end the run at this step, with the learning-rate schedule still planned to the end (resume goes on)",
+    )
     train.add_argument("--batch-size", type=_positive_int, default=16)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--loss", choices=LOSSES, default=None, help="default: compressed-mse (mask), huber-db (noise)")

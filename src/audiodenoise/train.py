@@ -72,6 +72,7 @@ class TrainingError(Exception):
 class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None  # stop early; the schedule ends here too
+    stop_after: int | None = None  # end the run at this step; the schedule still ends at max_steps (or the epochs)
     batch_size: int = 16  # per process
     learning_rate: float = 1e-3
     final_learning_rate: float = 5e-5
@@ -477,6 +478,7 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    end_step = total_steps if config.stop_after is None else min(total_steps, config.stop_after)
     history = run_dir / "history.csv"
     rows = _history_rows(history, state["step"]) if ranks.main else []
     if ranks.main:
@@ -532,7 +534,7 @@ def train(
         return config.patience is not None and state["stale"] >= config.patience
 
     running, lr = state.get("running_loss", float("nan")), config.learning_rate
-    while state["epoch"] < config.epochs and state["step"] < total_steps and not should_stop():
+    while state["epoch"] < config.epochs and state["step"] < end_step and not should_stop():
         done_in_epoch = state["step"] - state["epoch"] * steps_per_epoch
         bar = tqdm(
             batches.epoch(state["epoch"], done_in_epoch),
@@ -562,11 +564,12 @@ def train(
                 log_validation()
             if state["step"] % config.checkpoint_every == 0:
                 checkpoint()
-            if state["step"] >= total_steps or should_stop():
+            if state["step"] >= end_step or should_stop():
                 break
         if state["step"] >= (state["epoch"] + 1) * steps_per_epoch:
             state["epoch"] += 1
-        if not should_stop():  # an early stop has just validated
+        just_validated = config.validate_every and state["step"] % config.validate_every == 0
+        if not should_stop() and not just_validated:  # an early stop has just validated too
             log_validation()
         checkpoint()
     if board is not None:
