@@ -8,6 +8,8 @@ STAGE1=${STAGE1:-runs/unet-mask}
 STAGE2=${STAGE2:-runs/unet-mask-v3}
 STAGE3=${STAGE3:-runs/unet-mask-wave30}
 STAGE4=${STAGE4:-runs/unet-mask-p8}
+STAGE5=${STAGE5:-runs/unet-mask-long}
+STAGE6=${STAGE6:-runs/unet-mask-long-s3}
 
 resume_flag() { [ -f "$1/last/training.safetensors" ] && echo --resume || true; }
 
@@ -28,10 +30,25 @@ audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$STAGE3" -
   --checkpoint-every 100 --validate-every 500 $(resume_flag "$STAGE3")
 
 # Stage 4: fine-tune stage 3's best/ (step 4,000) with STOI's band-envelope correlation and a stronger waveform term.
-# The run was stopped after step 500, its best/.
+# The run stops after step 500: its best/.
 audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$STAGE4" --init-from "$STAGE3/best" \
   --epochs 1 --max-steps 1500 --epoch-pairs 24000 --learning-rate 2e-4 --max-pause-ms 400 --edge-pause-ms 500 \
   --clean-fraction 0.1 --val-fraction 0.06 --waveform-weight 0.01 --envelope-weight 0.1 --ema-decay 0.999 \
-  --select-by val_si_sdr_db --threads 1 --checkpoint-every 100 --validate-every 500 $(resume_flag "$STAGE4")
-# The shipped weights: stage 4's best/ (step 500), with "inference": {"strength": 0.9} added to its
-# config.json after benchmarks/tune_strength.py --speakers hedgewars-ru-default klettres-lt-all tuxpaint-nl-all.
+  --select-by val_si_sdr_db --threads 1 --checkpoint-every 100 --validate-every 500 --stop-after 500 \
+  $(resume_flag "$STAGE4")
+
+# Stage 5: stage 4's weights at the 23 ms window (n_fft 511, hop 128), with the waveform term alone and a cosine
+# planned over 20,000 steps, stopped after step 3,500; stage 6 starts from its last/ (the average there).
+audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$STAGE5" --init-from "$STAGE4/best" \
+  --stft long --epochs 1 --max-steps 20000 --epoch-pairs 320000 --learning-rate 5e-4 --max-pause-ms 400 \
+  --edge-pause-ms 500 --clean-fraction 0.1 --val-fraction 0.06 --waveform-weight 0.01 --ema-decay 0.999 \
+  --select-by val_si_sdr_db --threads 2 --checkpoint-every 100 --validate-every 500 --stop-after 3500 \
+  $(resume_flag "$STAGE5")
+
+# Stage 6: a fresh cosine over 6,000 steps from stage 5's step 3,500, with twice the share of clean mixes.
+audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$STAGE6" --init-from "$STAGE5/last" \
+  --stft long --epochs 1 --max-steps 6000 --epoch-pairs 320000 --learning-rate 4.5e-4 --max-pause-ms 400 \
+  --edge-pause-ms 500 --clean-fraction 0.2 --val-fraction 0.06 --waveform-weight 0.01 --ema-decay 0.999 \
+  --select-by val_si_sdr_db --threads 2 --checkpoint-every 100 --validate-every 1000 $(resume_flag "$STAGE6")
+# The shipped weights: stage 6's best/ (step STEP6), with "inference": {"strength": STRENGTH6} added to its config.json
+# after benchmarks/tune_strength.py (the three validation speakers that no stage trained on).
