@@ -50,5 +50,5 @@ audiodenoise train --speech "$CORPUS/speech" --noise "$CORPUS/noise" "$STAGE6" -
   --stft long --epochs 1 --max-steps 6000 --epoch-pairs 320000 --learning-rate 4.5e-4 --max-pause-ms 400 \
   --edge-pause-ms 500 --clean-fraction 0.2 --val-fraction 0.06 --waveform-weight 0.01 --ema-decay 0.999 \
   --select-by val_si_sdr_db --threads 2 --checkpoint-every 100 --validate-every 1000 $(resume_flag "$STAGE6")
-# The shipped weights: stage 6's best/ (step STEP6), with "inference": {"strength": STRENGTH6} added to its config.json
-# after benchmarks/tune_strength.py (the three validation speakers that no stage trained on).
+# The shipped weights: stage 6's best/ (step 6,000), with "inference": {"strength": 0.9} added to its config.json
+# after benchmarks/tune_strength.py --speakers hedgewars-ru-default klettres-lt-all tuxpaint-nl-all.

@@ -12,9 +12,9 @@ from audiodenoise.pretrained import DEFAULT_MODEL
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The shipped models raise SI-SDR on the example from 4.68 dB to 16.18 (default, +11.5 dB; the defaults before
-# it: +11.8, +12.5 and +10.5 dB, the first model: +6.05 dB) and to 7.54 dB (seed-unet, +2.87 dB). The stored margins sit below
-# that, so thread counts and BLAS rounding never flip them, while a broken model, front end, target or default
-# strength fails them.
+# it: +11.8, +12.5 and +10.5 dB, the first model: +6.05 dB) and to 7.54 dB (seed-unet, +2.87 dB). The stored
+# margins sit below that, so thread counts and BLAS rounding never flip them, while a broken model, front end,
+# target or default strength fails them.
 REQUIRED_GAIN_DB = {"default": 11.0, "seed-unet": 2.0}
 
 
