@@ -38,6 +38,20 @@ def test_default_blocks_hold_about_the_same_audio_whatever_the_hop(preset, frame
     assert Denoiser(halving_model(), spectral, low_latency=True).block_frames == low_latency_frames  # 46 ms
 
 
+@pytest.mark.parametrize("preset, patches", [("reference", 16), ("long", 8)])
+def test_a_model_call_holds_16_reference_patches_worth_of_features(preset, patches):
+    denoiser = Denoiser(halving_model(), STFT_PRESETS[preset])
+    engine, calls = denoiser.engine, []
+
+    def recording(features):
+        calls.append(features.shape[0])
+        return engine(features)
+
+    denoiser.engine = recording
+    denoiser(speech_like(12.0, RATE), RATE)
+    assert max(calls) == patches
+
+
 def test_stream_in_random_chunks_equals_offline(identity):
     denoiser = Denoiser(halving_model(), SpectralConfig(), block_frames=128)
     signal = speech_like(2.5, 16000, seed=3)[:, None].repeat(2, axis=1)

@@ -29,6 +29,7 @@ from .spectral import (
 
 READ_BLOCK_FRAMES = 1 << 16
 BLOCK_SECONDS = 11.7  # blocks of about this much audio bound memory (4096 frames at the reference settings)
+BATCH_VALUES = 16 * 128 * 128  # features per model call, bounding memory: 16 patches at the reference settings
 INFERENCE_OPTIONS = {"strength", "atten_lim_db"}  # what a checkpoint's "inference" defaults may set
 
 
@@ -52,7 +53,7 @@ class Denoiser:
         atten_lim_db: float | None = None,
         threads: int | None = None,
         block_frames: int | None = None,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         engine: str | None = None,
         low_latency: bool = False,
     ):
@@ -79,7 +80,7 @@ class Denoiser:
         self.strength = strength
         self.gain_floor = 0.0 if atten_lim_db is None else 10 ** (-atten_lim_db / 20)
         self.block_frames = block_frames
-        self.batch_size = batch_size
+        self.batch_size = batch_size or max(1, BATCH_VALUES // (spectral.n_bins * spectral.patch_frames))
         if threads is not None:
             torch.set_num_threads(threads)
 
