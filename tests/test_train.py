@@ -75,12 +75,17 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(dataset, tmp_path):
 
 def test_stop_after_ends_early_on_the_full_schedule_and_resume_completes_it(dataset, tmp_path):
     # No warm-up, so every step's learning rate depends on the planned length of the cosine.
-    planned = TrainConfig(epochs=1, max_steps=6, batch_size=2, threads=1, warmup_steps=0, validate_every=None)
+    planned = TrainConfig(epochs=1, max_steps=6, batch_size=2, threads=1, warmup_steps=0, validate_every=3)
     straight = train(dataset, tmp_path / "straight", ModelConfig(), planned)
     stopped = train(dataset, tmp_path / "stopped", ModelConfig(), replace(planned, stop_after=3))
     assert (straight["step"], stopped["step"]) == (6, 3)
     resumed = train(dataset, tmp_path / "stopped", ModelConfig(), planned, resume=True)
     assert resumed["step"] == 6 and resumed["weights_sha256"] == straight["weights_sha256"]
+
+    def validated_steps(run):  # a step validated in the loop is not validated again at the run's end
+        return [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
+
+    assert validated_steps(tmp_path / "stopped") == validated_steps(tmp_path / "straight") == ["3", "6"]
 
 
 def _free_port() -> int:

@@ -530,6 +530,9 @@ def train(
             board.add_scalar("train_loss", running, state["step"])
             board.flush()
 
+    def validation_due() -> bool:
+        return bool(config.validate_every) and state["step"] % config.validate_every == 0
+
     def should_stop() -> bool:
         return config.patience is not None and state["stale"] >= config.patience
 
@@ -560,7 +563,7 @@ def train(
             state["seconds"] += time.perf_counter() - started
             started = time.perf_counter()
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
-            if config.validate_every and state["step"] % config.validate_every == 0:
+            if validation_due():
                 log_validation()
             if state["step"] % config.checkpoint_every == 0:
                 checkpoint()
@@ -568,8 +571,7 @@ def train(
                 break
         if state["step"] >= (state["epoch"] + 1) * steps_per_epoch:
             state["epoch"] += 1
-        just_validated = config.validate_every and state["step"] % config.validate_every == 0
-        if not should_stop() and not just_validated:  # an early stop has just validated too
+        if not should_stop() and not validation_due():  # either has just validated
             log_validation()
         checkpoint()
     if board is not None:
