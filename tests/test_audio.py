@@ -249,23 +249,32 @@ def test_inspect_audio_describes_a_valid_file(tmp_path):
 
 
 @pytest.mark.parametrize("keep", [44, 46, 3000, 16043], ids=["header-only", "one-frame", "early-data", "mid-data"])
-def test_truncated_wav_is_an_audio_error_or_a_shorter_readable_file(tmp_path, keep):
-    """libsndfile reads a WAV cut inside its data as the frames present; nothing may escape but AudioError."""
+def test_truncated_wav_is_refused_as_truncated(tmp_path, keep):
+    """A WAV cut inside its data is refused in one line, never read silently as the frames present."""
     path = tmp_path / "cut.wav"
-    signal = tone_mix(1.0, 16000)
-    sf.write(path, signal, 16000, subtype="PCM_16")  # 44-byte header + 32000 data bytes
-    original = path.read_bytes()
-    path.write_bytes(original[:keep])
-    whole_frames = (keep - 44) // 2
-    try:
-        info = inspect_audio(path)
-    except AudioError as error:
-        assert str(path) in str(error)
-        assert whole_frames < 1  # only a file with no complete frame may be refused
-        return
-    blocks = list(read_blocks(path, 4096))
-    frames = sum(len(b) for b in blocks)
-    assert 0 < frames == info.frames == whole_frames < len(signal)
-    data = np.concatenate(blocks)[:, 0]
-    expected = np.frombuffer(original[44 : 44 + 2 * frames], dtype="<i2") / 2**15
-    np.testing.assert_array_equal(data, expected.astype(np.float32))
+    sf.write(path, tone_mix(1.0, 16000), 16000, subtype="PCM_16")  # 44-byte header + 32000 data bytes
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(AudioError) as error:
+        inspect_audio(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert keep == 44 or "truncated audio" in str(error.value)
+
+
+def test_a_streamed_wav_header_is_not_truncation(tmp_path):
+    """sox and ffmpeg writing to a pipe leave the data size 0xFFFFFFFF: such a file is read whole."""
+    path = tmp_path / "streamed.wav"
+    sf.write(path, tone_mix(0.5, 16000), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    info = inspect_audio(path)
+    assert sum(len(block) for block in read_blocks(path, 4096)) == info.frames == 8000
+
+
+def test_truncated_mp3_is_refused_after_reading(tmp_path):
+    path = tmp_path / "cut.mp3"
+    sf.write(path, tone_mix(2.0, 16000), 16000, format="MP3")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 6 // 10])
+    with pytest.raises(AudioError, match="truncated audio"):
+        for _ in read_blocks(path, 4096):
+            pass

@@ -54,8 +54,13 @@ def models(identity_checkpoint, halving_checkpoint):
 
 @pytest.fixture(scope="module")
 def client(models):
-    with TestClient(create_app(models, Limits(max_upload_mb=1, max_seconds=5))) as client:
+    with local_client(create_app(models, Limits(max_upload_mb=1, max_seconds=5))) as client:
         yield client
+
+
+def local_client(app, **options) -> TestClient:
+    """A client whose requests name this machine as their Host, as a browser on it does."""
+    return TestClient(app, base_url="http://127.0.0.1:8000", **options)
 
 
 def post_raw(client, data: bytes, content_type: str = "audio/wav", **params):
@@ -178,7 +183,7 @@ def test_uploads_are_never_written_to_disk(models, monkeypatch):
     signal = tone(1.0, 384000)
     data = encode(signal, 384000, subtype="DOUBLE")
     assert len(data) > 2.9 * 2**20
-    with TestClient(create_app(models, Limits(max_upload_mb=4, max_seconds=60))) as big:
+    with local_client(create_app(models, Limits(max_upload_mb=4, max_seconds=60))) as big:
         response = big.post("/v1/denoise", files={"file": ("long.wav", data, "audio/wav")})
     assert response.status_code == 200, response.text
     assert decode(response.content)[0].shape == signal.shape
@@ -192,28 +197,28 @@ class BlockingDenoiser:
     def __init__(self):
         self.started, self.release = threading.Event(), threading.Event()
 
-    def __call__(self, audio, sample_rate):
+    def denoise_blocks(self, blocks, sample_rate, channels):
         self.started.set()
         assert self.release.wait(30)
-        return audio
+        yield from blocks
 
 
 class BrokenDenoiser:
     name, sample_rate, strength = "broken", RATE, 1.0
 
-    def __call__(self, audio, sample_rate):
+    def denoise_blocks(self, blocks, sample_rate, channels):
         raise RuntimeError("a bug")
 
 
 def test_an_unexpected_failure_is_a_json_500_without_details():
-    with TestClient(create_app({"broken": BrokenDenoiser()}), raise_server_exceptions=False) as client:
+    with local_client(create_app({"broken": BrokenDenoiser()}), raise_server_exceptions=False) as client:
         assert_error(post_raw(client, encode(tone())), 500, "internal server error")
 
 
 def test_full_queue_gets_503_with_retry_after():
     blocking = BlockingDenoiser()
     app = create_app({"blocking": blocking}, Limits(workers=1, queue=0))
-    with TestClient(app) as client:
+    with local_client(app) as client:
         first = {}
         worker = threading.Thread(target=lambda: first.update(response=post_raw(client, encode(tone()))))
         worker.start()
@@ -287,7 +292,7 @@ def test_model_onnx_is_the_graph_the_server_runs(client, models):
 def test_model_onnx_of_a_pytorch_engine_is_exported_on_request(halving_checkpoint, engine):
     (denoiser,) = load_models([str(halving_checkpoint)], threads=1, engine=engine).values()
     assert isinstance(denoiser.engine, TorchEngine) and denoiser.engine.bf16 == (engine == "torch-bf16")
-    with TestClient(create_app({"halving": denoiser})) as client:
+    with local_client(create_app({"halving": denoiser})) as client:
         response = client.get("/v1/models/halving/onnx")
     assert response.status_code == 200, response.text
     np.testing.assert_allclose(onnx_gain(response.content, np.zeros((1, 1, 128, 128), np.float32)), 0.5, atol=1e-6)

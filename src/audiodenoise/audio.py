@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -17,6 +19,8 @@ from .atomic import discard, temporary_sibling
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 384000
+# WAV data sizes that streaming writers (sox and ffmpeg to a pipe) put in a header: "until the end".
+STREAMED_DATA_SIZE = 0xFFFFFFFF
 
 
 class AudioError(Exception):
@@ -33,7 +37,7 @@ class AudioInfo:
 
 
 def inspect_audio(path: str | Path) -> AudioInfo:
-    """Validate that ``path`` is a readable, non-empty audio file and describe it."""
+    """Validate that ``path`` is a readable, complete, non-empty audio file and describe it."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -41,15 +45,33 @@ def inspect_audio(path: str | Path) -> AudioInfo:
         raise AudioError(f"{path}: is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
+    with open_audio(path, path) as handle:
+        return describe(handle, path)
+
+
+def open_audio(source: str | Path | BinaryIO, label: object) -> sf.SoundFile:
+    """``source`` (a path or a binary file object) opened for reading; ``label`` names it in errors."""
     try:
-        info = sf.info(str(path))
+        return sf.SoundFile(source if hasattr(source, "read") else str(source))
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
-    if info.frames <= 0:
-        raise AudioError(f"{path}: contains no audio samples")
-    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{path}: unsupported sample rate {info.samplerate} Hz")
-    return AudioInfo(info.frames, info.samplerate, info.channels, info.format, info.subtype)
+        raise AudioError(f"{label}: not a readable audio file ({_reason(error)})") from None
+
+
+def describe(handle: sf.SoundFile, label: object) -> AudioInfo:
+    """An open file's layout, refused when it is empty, at an unsupported rate, or shorter than its header says."""
+    if handle.frames <= 0:
+        raise AudioError(f"{label}: contains no audio samples")
+    if not MIN_SAMPLE_RATE <= handle.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{label}: unsupported sample rate {handle.samplerate} Hz")
+    # libsndfile reads a cut-off WAV's frames silently; its log says "data : <header> (should be <found>)".
+    cut = re.search(r"^data : (\d+) \(should be (\d+)\)", handle.extra_info, re.MULTILINE)
+    if cut and int(cut[1]) != STREAMED_DATA_SIZE and int(cut[1]) > int(cut[2]):
+        held = handle.frames / handle.samplerate
+        promised = held * int(cut[1]) / max(1, int(cut[2]))
+        raise AudioError(
+            f"{label}: truncated audio (the header promises {promised:.2f} s, the file holds {held:.2f} s)"
+        )
+    return AudioInfo(handle.frames, handle.samplerate, handle.channels, handle.format, handle.subtype)
 
 
 def _reason(error: Exception) -> str:
@@ -57,19 +79,25 @@ def _reason(error: Exception) -> str:
     return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
 
 
-def read_blocks(path: str | Path, block_frames: int) -> Iterator[np.ndarray]:
-    """Float32 blocks of shape (frames, channels); corrupt data and NaN/Inf raise AudioError."""
-    try:
-        with sf.SoundFile(str(path)) as handle:
-            while True:
-                block = handle.read(block_frames, dtype="float32", always_2d=True)
-                if not len(block):
-                    return
+def read_blocks(source: str | Path | BinaryIO, block_frames: int, label: object = None) -> Iterator[np.ndarray]:
+    """Float32 blocks of shape (frames, channels); corrupt, truncated data and NaN/Inf raise AudioError."""
+    label = source if label is None else label
+    with open_audio(source, label) as handle:
+        declared, read = handle.frames, 0
+        try:
+            while len(block := handle.read(block_frames, dtype="float32", always_2d=True)):
                 if not np.isfinite(block).all():
-                    raise AudioError(f"{path}: contains NaN or Inf samples")
+                    raise AudioError(f"{label}: contains NaN or Inf samples")
+                read += len(block)
                 yield block
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise AudioError(f"{path}: corrupt or truncated audio ({_reason(error)})") from None
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioError(f"{label}: corrupt or truncated audio ({_reason(error)})") from None
+        # An MP3's frame count can be an estimate; other formats know theirs exactly.
+        if declared - read > (declared // 100 if handle.format == "MP3" else 0):
+            raise AudioError(
+                f"{label}: truncated audio (the header promises {declared / handle.samplerate:.2f} s, "
+                f"the file holds {read / handle.samplerate:.2f} s)"
+            )
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -121,14 +149,18 @@ def fit_frames(block: np.ndarray, frames: int) -> np.ndarray:
     return np.concatenate([block, pad])
 
 
+def needs_clipping(format: str, subtype: str) -> bool:
+    """Integer formats and lossy codecs need samples within full scale."""
+    return subtype.startswith(("PCM", "ULAW", "ALAW", "DPCM", "DWVW")) or format in ("OGG", "MP3")
+
+
 class AtomicWriter:
     """Writes an audio file through a temporary sibling that is renamed into place only on success."""
 
     def __init__(self, path: str | Path, sample_rate: int, channels: int, format: str, subtype: str):
         self.path = Path(path)
         self.temp_path = temporary_sibling(self.path)
-        # Integer formats and lossy codecs need samples within full scale.
-        self.clip = subtype.startswith(("PCM", "ULAW", "ALAW", "DPCM", "DWVW")) or format in ("OGG", "MP3")
+        self.clip = needs_clipping(format, subtype)
         try:
             self.handle = sf.SoundFile(
                 self.temp_path, "w", samplerate=sample_rate, channels=channels, format=format, subtype=subtype

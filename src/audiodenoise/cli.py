@@ -6,13 +6,13 @@ import argparse
 import glob
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from . import pretrained
 from .audio import AUDIO_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError
 from .checkpoint import CheckpointError
-from .client import ServerError
+from .client import DEADLINE_SECONDS, ServerError
 from .data.corpus import FORMATS
 from .data.dataset import DatasetError
 from .data.mixing import CLEAN_TARGETS
@@ -118,7 +118,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--atten-lim-db, --threads, --engine and --low-latency apply to local denoising, not to --server"
             )
-        denoiser = RemoteDenoiser(args.server, args.model, args.strength)
+        denoiser = RemoteDenoiser(args.server, args.model, args.strength, args.server_deadline)
     else:
         denoiser = _local_denoiser(args)
     audio_seconds = processing_seconds = 0.0
@@ -325,8 +325,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Limits, serve
 
-    limits = Limits(args.max_upload_mb, args.max_seconds, args.workers, args.queue)
-    return serve(args.model or ["default"], args.host, args.port, limits, args.threads, args.engine)
+    limits = Limits(**{field.name: getattr(args, field.name) for field in fields(Limits) if field.name in args})
+    return serve(
+        args.model or ["default"],
+        args.host,
+        args.port,
+        limits,
+        args.threads,
+        args.engine,
+        tuple(args.allowed_host),
+        tuple(args.cors_origin),
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -440,6 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_option(denoise, "the model")
     denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     denoise.add_argument("--server", metavar="URL", help="send the files to a running 'audiodenoise serve' at URL")
+    denoise.add_argument(
+        "--server-deadline",
+        type=_positive_float,
+        default=DEADLINE_SECONDS,
+        metavar="SECONDS",
+        help=f"with --server: give up on a file after this long, waiting while the server is busy "
+        f"(default: {DEADLINE_SECONDS:g})",
+    )
     streaming = denoise.add_argument_group("streaming (stdin to stdout)")
     streaming.add_argument("--stream", action="store_true", help="denoise WAV (or raw PCM) from stdin to stdout")
     streaming.add_argument("--raw-format", choices=RAW_FORMATS, help="raw little-endian samples instead of WAV")
@@ -566,11 +583,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
-    serve.add_argument("--max-upload-mb", type=_positive_float, default=50.0, help="larger uploads get 413")
-    serve.add_argument("--max-seconds", type=_positive_float, default=600.0, help="longer audio gets 413")
-    serve.add_argument("--workers", type=_positive_int, default=2, help="requests denoised at once")
+    # Limits left out keep server.Limits' defaults (README: "Limits").
+    limit = {"default": argparse.SUPPRESS}
+    serve.add_argument("--max-upload-mb", type=_positive_float, help="larger uploads get 413", **limit)
+    serve.add_argument("--max-seconds", type=_positive_float, help="longer audio gets 413", **limit)
+    serve.add_argument("--max-channels", type=_positive_int, help="audio with more channels gets 413", **limit)
+    serve.add_argument("--max-channel-seconds", type=_positive_float, help="more channels x seconds get 413", **limit)
+    serve.add_argument("--workers", type=_positive_int, help="requests denoised at once", **limit)
     serve.add_argument(
-        "--queue", type=_non_negative_int, default=16, help="requests that may wait for a worker; more get 503"
+        "--queue", type=_non_negative_int, help="requests that may wait for a worker; more get 503", **limit
+    )
+    serve.add_argument("--max-connections", type=_positive_int, help="open connections; more get 503", **limit)
+    serve.add_argument("--body-timeout", type=_positive_float, help="seconds without upload data before a 408", **limit)
+    serve.add_argument(
+        "--min-upload-kbps",
+        type=_non_negative_float,
+        help="KB/s an upload must average once it has taken --body-timeout seconds, or 408",
+        **limit,
+    )
+    serve.add_argument(
+        "--allowed-host", action="append", default=[], metavar="NAME", help="another Host name to answer to"
+    )
+    serve.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN", help="a site that may POST, e.g. https://a.org"
     )
     serve.add_argument(
         "--threads", type=_positive_int, default=None, help="CPU threads per worker (default: cores / workers)"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
@@ -14,8 +17,8 @@ from .atomic import write_atomic
 from .audio import AudioError, inspect_audio
 from .denoiser import FileResult
 
-BUSY_RETRIES = 5
-TIMEOUT_SECONDS = 600
+DEADLINE_SECONDS = 600.0  # per file: upload, waits on a busy server (503) and the answer; --server-deadline
+MAX_BUSY_WAIT_SECONDS = 60.0  # ask again at least this often, whatever Retry-After says
 
 
 class ServerError(Exception):
@@ -25,16 +28,25 @@ class ServerError(Exception):
 class RemoteDenoiser:
     """The local Denoiser's ``denoise_file`` over HTTP; a failing file raises AudioError and stops nothing else."""
 
-    def __init__(self, url: str, model: str = "default", strength: float | None = None):
+    def __init__(
+        self, url: str, model: str = "default", strength: float | None = None, deadline: float = DEADLINE_SECONDS
+    ):
         if not url.startswith(("http://", "https://")):
             raise ServerError(f"{url}: the server URL must start with http:// or https://")
+        if not deadline > 0:  # inf: no deadline
+            raise ValueError(f"the server deadline must be above 0 s, not {deadline}")
         self.url = url.rstrip("/")
+        self.deadline = deadline
         health, listing = self._get("/healthz"), self._get("/v1/models")
         try:
             self.max_upload_bytes = health["max_upload_mb"] * 2**20
             self.max_seconds = float(health["max_seconds"])
+            # newer servers also limit channels and channels x seconds; older ones leave these out
+            self.max_channels = None if health.get("max_channels") is None else int(health["max_channels"])
+            limit = health.get("max_channel_seconds")
+            self.max_channel_seconds = None if limit is None else float(limit)
             offered = [entry["name"] for entry in listing["models"]]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             raise ServerError(f"{self.url}: not an audiodenoise server") from None
         if model != "default" and model not in offered:
             raise ServerError(f"unknown model {model!r}: the server at {self.url} offers {', '.join(offered)}")
@@ -60,6 +72,15 @@ class RemoteDenoiser:
         duration = info.frames / info.sample_rate
         if duration > self.max_seconds:
             raise AudioError(f"{source}: {duration:.1f} s is over the server's limit of {self.max_seconds:g} s")
+        if self.max_channels is not None and info.channels > self.max_channels:
+            raise AudioError(
+                f"{source}: {info.channels} channels is over the server's limit of {self.max_channels} channels"
+            )
+        if self.max_channel_seconds is not None and info.channels * duration > self.max_channel_seconds:
+            raise AudioError(
+                f"{source}: {info.channels} channels x {duration:.1f} s is over the server's limit of "
+                f"{self.max_channel_seconds:g} channel-seconds"
+            )
         started = time.perf_counter()
         denoised = self._post(source, data)
         seconds = time.perf_counter() - started
@@ -75,26 +96,41 @@ class RemoteDenoiser:
         request = Request(
             f"{self.url}/v1/denoise?{self.query}", data=data, method="POST", headers={"Content-Type": content_type}
         )
-        retries = BUSY_RETRIES
+        deadline = time.monotonic() + self.deadline
         while True:
+            left = deadline - time.monotonic()  # the socket timeout (per connect, send or read)
             try:
-                with urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+                with urlopen(request, timeout=max(0.1, left) if math.isfinite(left) else None) as response:
                     return response.read()
             except HTTPError as error:
-                if error.code != 503 or not retries:
+                if error.code != 503:
                     raise AudioError(f"{source}: {_message(error)} (HTTP {error.code})") from None
-                retries -= 1
-                time.sleep(_retry_after(error))
+                wait, left = _retry_after(error), deadline - time.monotonic()
+                if wait >= left:  # the next try would start at or past the deadline
+                    time.sleep(max(0.0, left))
+                    raise AudioError(f"{source}: the server stayed busy for {self.deadline:g} s (HTTP 503)") from None
+                time.sleep(wait)
             except (URLError, OSError) as error:
                 reason = getattr(error, "reason", error)
+                if isinstance(reason, TimeoutError):  # the timeout was what was left: the deadline has passed
+                    raise AudioError(f"{source}: no answer from {self.url} within {self.deadline:g} s") from None
                 raise AudioError(f"{source}: request to {self.url} failed ({reason})") from None
 
 
-def _retry_after(error: HTTPError) -> float:
+def _retry_after(error: HTTPError, fallback: float = 1.0) -> float:
+    """Seconds to wait from a 503's Retry-After (seconds or an HTTP date), within 0 and MAX_BUSY_WAIT_SECONDS."""
+    value = (error.headers.get("Retry-After") or "").strip()
     try:
-        return min(60.0, max(0.0, float(error.headers.get("Retry-After", 1))))
-    except ValueError:  # an HTTP date instead of seconds
-        return 1.0
+        seconds = float(value)
+    except ValueError:
+        try:  # an HTTP date (GMT; "-0000" gives a naive datetime)
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):  # missing or malformed
+            return fallback
+        seconds = when.replace(tzinfo=when.tzinfo or UTC).timestamp() - time.time()
+    if math.isnan(seconds):
+        return fallback
+    return min(MAX_BUSY_WAIT_SECONDS, max(0.0, seconds))
 
 
 def _message(error: HTTPError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,12 +143,17 @@ class Denoiser:
         """Denoise a file block by block into ``destination``, in the source's format."""
         info = inspect_audio(source)
         started = time.perf_counter()
-        stream = self.stream(info.sample_rate, info.channels)
         with AtomicWriter(destination, info.sample_rate, info.channels, info.format, info.subtype) as writer:
-            for block in read_blocks(source, READ_BLOCK_FRAMES):
-                writer.write(stream.feed(block))
-            writer.write(stream.flush())
+            for block in self.denoise_blocks(read_blocks(source, READ_BLOCK_FRAMES), info.sample_rate, info.channels):
+                writer.write(block)
         return FileResult(info.frames / info.sample_rate, time.perf_counter() - started)
+
+    def denoise_blocks(self, blocks: Iterable[np.ndarray], sample_rate: int, channels: int) -> Iterator[np.ndarray]:
+        """Denoised (frames, channels) blocks from input blocks, in constant memory; together the input's length."""
+        stream = self.stream(sample_rate, channels)
+        for block in blocks:
+            yield stream.feed(block)
+        yield stream.flush()
 
     @torch.inference_mode()
     def process_block(self, excerpt: np.ndarray, plan: BlockPlan, known: dict[int, torch.Tensor]) -> np.ndarray:

@@ -7,10 +7,15 @@ requests beyond the workers and the waiting queue get 503 with Retry-After.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import io
+import logging
 import math
 import os
+import re
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,27 +28,29 @@ import numpy as np
 import soundfile as sf
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from python_multipart import FormParser
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from swagger_ui_bundle import swagger_ui_path
 
-from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError
+from .audio import AudioError, AudioInfo, describe, needs_clipping, open_audio, read_blocks
 from .checkpoint import CheckpointError
-from .denoiser import Denoiser
+from .denoiser import READ_BLOCK_FRAMES, Denoiser
 from .export import denoiser_onnx
+from .http_guard import NO_FRAMING, Access, GuardMiddleware
+from .uploads import BodyLimits, Upload, read_upload
 
 WEB_DIR = Path(__file__).parent / "web"
+logger = logging.getLogger("audiodenoise.server")
 MEDIA_TYPES = {"WAV": "audio/wav", "WAVEX": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg"}
 SUFFIXES = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3"}
 # 'wasm-unsafe-eval' lets ONNX Runtime Web compile its WebAssembly; nothing else may be evaluated.
 PAGE_POLICY = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; media-src 'self' blob:; img-src 'self' data: blob:; "
-    "object-src 'none'"
+    f"object-src 'none'; {NO_FRAMING}"
 )
 # Cross-origin isolation, which WebAssembly threads need: on the page and on the scripts its workers run.
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
@@ -64,18 +71,24 @@ ERROR_RESPONSES = {
     for status, text in {
         400: "unknown model",
         404: "no such model",
-        413: "upload or audio too long",
+        403: "cross-origin request from an origin not allowed",
+        408: "upload stalled or slower than the server's minimum rate",
+        413: "upload too large, or audio too long or with too many channels",
         415: "not audio",
-        422: "corrupt audio or bad parameters",
+        421: "a Host name this server does not answer to",
+        422: "corrupt or truncated audio, or bad parameters",
         503: "queue full; see Retry-After",
     }.items()
 }
 
 
 class IsolatedStaticFiles(StaticFiles):
-    """Static files with the page's headers, so workers started from them are isolated and restricted alike."""
+    """Static files with the page's headers, so workers started from them are isolated and restricted alike;
+    dotfiles (such as the vendor folder's stamp) are not served."""
 
     async def get_response(self, path: str, scope) -> Response:
+        if any(part.startswith(".") for part in re.split(r"[/\\]", path)):
+            raise StarletteHTTPException(404)
         response = await super().get_response(path, scope)
         response.headers.update(PAGE_HEADERS)
         return response
@@ -85,24 +98,23 @@ class IsolatedStaticFiles(StaticFiles):
 class Limits:
     max_upload_mb: float = 50.0
     max_seconds: float = 600.0
+    max_channels: int = 8
+    max_channel_seconds: float = 1200.0  # work: channels x seconds of audio
     workers: int = 2
     queue: int = 16  # requests that may wait for a worker
+    max_connections: int = 64  # open connections; more get 503
+    body_timeout: float = 30.0  # seconds without upload data
+    min_upload_kbps: float = 16.0  # KB/s over an upload that has taken body_timeout seconds
 
     @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 2**20)
+    def body(self) -> BodyLimits:
+        return BodyLimits(int(self.max_upload_mb * 2**20), self.body_timeout, self.min_upload_kbps * 1024)
 
 
 @dataclass
 class Load:
     pending: int = 0  # requests admitted and not yet answered
     recent_seconds: float = 1.0  # processing time of the last request, for Retry-After
-
-
-@dataclass(frozen=True)
-class Upload:
-    data: bytes
-    filename: str | None
 
 
 @dataclass(frozen=True)
@@ -126,10 +138,12 @@ def load_models(
     return models
 
 
-def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAPI:
+def create_app(models: dict[str, Denoiser], limits: Limits = Limits(), access: Access = Access()) -> FastAPI:
     pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="denoise")
     default_model = next(iter(models))
     load = Load()
+    onnx_exports: dict[str, bytes] = {}
+    export_lock = threading.Lock()  # torch.onnx.export is not re-entrant: each model is exported once
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,18 +160,28 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(access.cors_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+        expose_headers=["X-Model", "X-Processing-Time", "X-Real-Time-Factor", "Content-Disposition"],
+    )
+    app.add_middleware(GuardMiddleware, access=access)
     app.mount("/static", IsolatedStaticFiles(directory=WEB_DIR), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=app.openapi_url,
             title="audiodenoise API",
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon-32x32.png",
         )
+        page.headers["Content-Security-Policy"] = _docs_policy(page.body.decode())
+        return page
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -171,6 +195,8 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
             "capacity": limits.workers + limits.queue,
             "max_upload_mb": limits.max_upload_mb,
             "max_seconds": limits.max_seconds,
+            "max_channels": limits.max_channels,
+            "max_channel_seconds": limits.max_channel_seconds,
         }
 
     @app.get("/v1/models", summary="the models this server offers, with what denoising them in a browser needs")
@@ -187,9 +213,12 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
     def model_onnx(name: str) -> Response:
         if name not in models:
             raise HTTPException(404, f"unknown model {name!r}; this server offers {', '.join(models)}")
+        with export_lock:
+            if name not in onnx_exports:
+                onnx_exports[name] = denoiser_onnx(models[name])
         disposition = f"attachment; filename*=UTF-8''{quote(name)}.onnx"
         return Response(
-            denoiser_onnx(models[name]),
+            onnx_exports[name],
             media_type="application/octet-stream",
             headers={"Content-Disposition": disposition},
         )
@@ -209,14 +238,17 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits()) -> FastAP
         model: str | None = Query(None, description="a name from /v1/models (default: the server's first)"),
     ) -> Response:
         denoiser = _pick(models, default_model, model, strength)
+        try:
+            upload = await read_upload(request, limits.body)  # no worker or queue place is held while it arrives
+        except ClientDisconnect:
+            logger.warning("a client went away during its upload")
+            return Response(status_code=400)
         if load.pending >= limits.workers + limits.queue:
             wait = math.ceil(load.recent_seconds * load.pending / limits.workers)
             raise HTTPException(503, "the server is busy; retry later", headers={"Retry-After": str(max(1, wait))})
         load.pending += 1
         try:
-            upload = await read_upload(request, limits.max_upload_bytes)
-            job = pool.submit(denoise_bytes, denoiser, upload.data, limits.max_seconds)
-            result = await asyncio.wrap_future(job)
+            result = await asyncio.wrap_future(pool.submit(denoise_bytes, denoiser, upload, limits))
         finally:
             load.pending -= 1
         load.recent_seconds = result.processing_seconds
@@ -255,92 +287,46 @@ def _pick(models: dict[str, Denoiser], default_model: str, model: str | None, st
     return models[name].with_strength(strength)
 
 
-async def read_upload(request: Request, limit: int) -> Upload:
-    """The audio bytes of a multipart field ``file`` or of a raw body, in memory, refused past ``limit`` bytes."""
-    too_large = HTTPException(413, f"upload over this server's limit of {limit / 2**20:g} MB")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    content_type = request.headers.get("content-type", "")
-    mime, options = parse_options_header(content_type)
-    files, fields = {}, {}
-    if mime == b"multipart/form-data":
-        if not options.get(b"boundary"):
-            raise HTTPException(422, "malformed multipart body (no boundary in its Content-Type)")
-        parser = FormParser(
-            "multipart/form-data",
-            on_field=lambda field: fields.setdefault(field.field_name, field.value),
-            on_file=lambda file: files.setdefault(file.field_name, file),
-            boundary=options.get(b"boundary"),
-            config={"MAX_MEMORY_FILE_SIZE": limit + 1},  # keeps every part in memory
-        )
-        write = parser.write
-    elif mime.startswith(b"audio/") or mime == b"application/octet-stream":
-        chunks = []
-        write = chunks.append
-    else:
-        raise HTTPException(
-            415, f"unsupported Content-Type {content_type!r}: send multipart field 'file' or raw audio/* bytes"
-        )
-    received = 0
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise too_large
-            write(chunk)
-        if mime != b"multipart/form-data":
-            return _non_empty(Upload(b"".join(chunks), None))
-        parser.finalize()
-    except FormParserError as error:
-        raise HTTPException(422, f"malformed multipart body ({error})") from None
-    if b"file" in files:
-        file = files[b"file"]
-        file.file_object.seek(0)
-        return _non_empty(Upload(file.file_object.read(), (file.file_name or b"").decode(errors="replace") or None))
-    if b"file" in fields:
-        return _non_empty(Upload(fields[b"file"] or b"", None))
-    raise HTTPException(422, "the multipart body has no field 'file'")
-
-
-def _non_empty(upload: Upload) -> Upload:
-    if not upload.data:
-        raise HTTPException(422, "empty upload (0 bytes)")
-    return upload
-
-
-def denoise_bytes(denoiser: Denoiser, data: bytes, max_seconds: float) -> Denoised:
-    """Decode, denoise and encode again in the input's format; runs in a worker thread."""
+def denoise_bytes(denoiser: Denoiser, upload: Upload, limits: Limits) -> Denoised:
+    """Decode, denoise and encode again in the input's format, block by block; runs in a worker thread."""
     started = time.perf_counter()
+    label = upload.filename or "upload"
     try:
-        handle = sf.SoundFile(io.BytesIO(data))
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise HTTPException(415, f"not a readable audio file ({_reason(error)})") from None
+        handle = open_audio(io.BytesIO(upload.data), label)
+    except AudioError as error:
+        raise HTTPException(415, str(error)) from None
     with handle:
-        rate, frames, audio_format, subtype = handle.samplerate, handle.frames, handle.format, handle.subtype
-        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-            raise HTTPException(422, f"unsupported sample rate {rate} Hz")
-        if frames > max_seconds * rate:
-            raise HTTPException(413, f"{frames / rate:.1f} s of audio is over this server's limit of {max_seconds:g} s")
         try:
-            audio = handle.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as error:
-            raise HTTPException(422, f"corrupt or truncated audio ({_reason(error)})") from None
-    if not len(audio):
-        raise HTTPException(422, "the file contains no audio samples")
+            info = describe(handle, label)
+        except AudioError as error:
+            raise HTTPException(422, str(error)) from None
+    _check_cost(info, limits)
+    encoded = io.BytesIO()
+    clip = needs_clipping(info.format, info.subtype)
+    blocks = read_blocks(io.BytesIO(upload.data), READ_BLOCK_FRAMES, label)
     try:
-        output = denoiser(audio, rate)
+        with sf.SoundFile(encoded, "w", info.sample_rate, info.channels, info.subtype, format=info.format) as output:
+            for block in denoiser.denoise_blocks(blocks, info.sample_rate, info.channels):
+                output.write(np.clip(block, -1.0, 1.0) if clip else block)
     except AudioError as error:
         raise HTTPException(422, str(error)) from None
-    if subtype not in ("FLOAT", "DOUBLE"):
-        output = np.clip(output, -1.0, 1.0)  # integer formats and lossy codecs need samples within full scale
-    encoded = io.BytesIO()
-    sf.write(encoded, output, rate, format=audio_format, subtype=subtype)
-    return Denoised(encoded.getvalue(), audio_format, len(audio) / rate, time.perf_counter() - started)
+    seconds = info.frames / info.sample_rate
+    return Denoised(encoded.getvalue(), info.format, seconds, time.perf_counter() - started)
 
 
-def _reason(error: Exception) -> str:
-    return getattr(error, "error_string", None) or str(error).splitlines()[-1]
+def _check_cost(info: AudioInfo, limits: Limits) -> None:
+    """413 for audio with more channels, seconds or channel-seconds than the server takes."""
+    seconds = info.frames / info.sample_rate
+    if info.channels > limits.max_channels:
+        raise HTTPException(413, f"{info.channels} channels is over this server's limit of {limits.max_channels}")
+    if seconds > limits.max_seconds:
+        raise HTTPException(413, f"{seconds:.1f} s of audio is over this server's limit of {limits.max_seconds:g} s")
+    if info.channels * seconds > limits.max_channel_seconds:
+        raise HTTPException(
+            413,
+            f"{info.channels} channels x {seconds:.1f} s is over this server's limit of "
+            f"{limits.max_channel_seconds:g} channel-seconds",
+        )
 
 
 def output_name(upload: Upload, audio_format: str) -> str:
@@ -348,6 +334,16 @@ def output_name(upload: Upload, audio_format: str) -> str:
     name = Path(upload.filename or "audio").name
     suffix = Path(name).suffix or SUFFIXES.get(audio_format, f".{audio_format.lower()}")
     return f"{Path(name).stem or 'audio'}_denoised{suffix}"
+
+
+def _docs_policy(page: str) -> str:
+    """The API docs' policy: their own inline start-up script by its hash, the packaged assets, nothing else."""
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
+    return (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data:; object-src 'none'; {NO_FRAMING}"
+    )
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -374,15 +370,24 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(
-    models: list[str], host: str, port: int, limits: Limits, threads: int | None = None, engine: str | None = None
+    models: list[str],
+    host: str,
+    port: int,
+    limits: Limits,
+    threads: int | None = None,
+    engine: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] = (),
 ) -> int:
     import uvicorn
 
     threads = threads or max(1, (os.cpu_count() or 1) // limits.workers)
-    app = create_app(load_models(models, threads, engine), limits)
+    loaded = load_models(models, threads, engine)
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
+    app = create_app(loaded, limits, Access(host, allowed_hosts, cors_origins))
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"audiodenoise: serving on http://{shown_host}:{bound_port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="info", server_header=False)).run(sockets=[sock])
+    config = uvicorn.Config(app, log_level="info", server_header=False, limit_concurrency=limits.max_connections)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
