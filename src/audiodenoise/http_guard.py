@@ -60,7 +60,7 @@ class GuardMiddleware:
         if not self.access.host_allowed(host):
             return await _refuse(send, 421, f"this server does not answer to the host name {host!r}")
         origin = headers.get("origin")
-        if scope["method"] not in SAFE_METHODS and origin and not self._origin_allowed(origin, headers["host"]):
+        if scope["method"] not in SAFE_METHODS and origin and not self._origin_allowed(origin, headers.get("host", "")):
             return await _refuse(send, 403, f"cross-origin request from {origin!r} refused")
         await self.app(scope, receive, _with_security_headers(send))
 
