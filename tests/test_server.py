@@ -411,7 +411,9 @@ def test_client_file_over_the_servers_duration_limit_fails_alone_before_upload(c
     code, out, err = run_client(capsys, long, small, "--server", server)
     assert code == 1
     assert "1 of 2 inputs denoised, 1 failed" in out
-    assert err.strip().splitlines() == [f"audiodenoise: error: {long}: 25.0 s is over the server's limit of 20 s"]
+    assert err.strip().splitlines() == [
+        f"audiodenoise: error: {long}: 25.0 s of audio is over the server's limit of 20 s"
+    ]
     assert (tmp_path / "small_denoised.wav").is_file() and not (tmp_path / "long_denoised.wav").exists()
 
 

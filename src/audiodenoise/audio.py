@@ -74,6 +74,23 @@ def describe(handle: sf.SoundFile, label: object) -> AudioInfo:
     return AudioInfo(handle.frames, handle.samplerate, handle.channels, handle.format, handle.subtype)
 
 
+def over_limits(
+    info: AudioInfo, max_seconds: float, max_channels: int | None = None, max_channel_seconds: float | None = None
+) -> str | None:
+    """Which of a server's limits (seconds, channels, channels x seconds) ``info`` is over, in words; None if none."""
+    seconds = info.frames / info.sample_rate
+    if seconds > max_seconds:
+        return f"{seconds:.1f} s of audio is over the server's limit of {max_seconds:g} s"
+    if max_channels is not None and info.channels > max_channels:
+        return f"{info.channels} channels is over the server's limit of {max_channels} channels"
+    if max_channel_seconds is not None and info.channels * seconds > max_channel_seconds:
+        return (
+            f"{info.channels} channels x {seconds:.1f} s is over the server's limit of "
+            f"{max_channel_seconds:g} channel-seconds"
+        )
+    return None
+
+
 def _reason(error: Exception) -> str:
     text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
     return text.split(": ", 1)[-1] if text.startswith("Error opening") else text

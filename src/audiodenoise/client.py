@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
 from .atomic import write_atomic
-from .audio import AudioError, inspect_audio
+from .audio import AudioError, inspect_audio, over_limits
 from .denoiser import FileResult
 
 DEADLINE_SECONDS = 600.0  # per file: upload, waits on a busy server (503) and the answer; --server-deadline
@@ -69,18 +69,9 @@ class RemoteDenoiser:
                 f"{source}: {len(data) / 2**20:.1f} MB is over the server's upload limit "
                 f"of {self.max_upload_bytes / 2**20:g} MB"
             )
-        duration = info.frames / info.sample_rate
-        if duration > self.max_seconds:
-            raise AudioError(f"{source}: {duration:.1f} s is over the server's limit of {self.max_seconds:g} s")
-        if self.max_channels is not None and info.channels > self.max_channels:
-            raise AudioError(
-                f"{source}: {info.channels} channels is over the server's limit of {self.max_channels} channels"
-            )
-        if self.max_channel_seconds is not None and info.channels * duration > self.max_channel_seconds:
-            raise AudioError(
-                f"{source}: {info.channels} channels x {duration:.1f} s is over the server's limit of "
-                f"{self.max_channel_seconds:g} channel-seconds"
-            )
+        problem = over_limits(info, self.max_seconds, self.max_channels, self.max_channel_seconds)
+        if problem:
+            raise AudioError(f"{source}: {problem}")
         started = time.perf_counter()
         denoised = self._post(source, data)
         seconds = time.perf_counter() - started
@@ -88,7 +79,7 @@ class RemoteDenoiser:
             write_atomic(destination, lambda temp: temp.write_bytes(denoised))
         except OSError as error:
             raise AudioError(f"{destination}: cannot write output ({error.strerror or error})") from None
-        return FileResult(duration, seconds)
+        return FileResult(info.frames / info.sample_rate, seconds)
 
     def _post(self, source: str | Path, data: bytes) -> bytes:
         guessed = mimetypes.guess_type(Path(source).name)[0] or ""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+WILDCARD_HOSTS = ("0.0.0.0", "::")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 NO_FRAMING = "frame-ancestors 'none'"  # the policy of responses that set none of their own
 
@@ -56,11 +56,12 @@ class GuardMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
-        host = host_name(headers.get("host", ""))
+        host_header = headers.get("host", "")
+        host = host_name(host_header)
         if not self.access.host_allowed(host):
             return await _refuse(send, 421, f"this server does not answer to the host name {host!r}")
         origin = headers.get("origin")
-        if scope["method"] not in SAFE_METHODS and origin and not self._origin_allowed(origin, headers.get("host", "")):
+        if scope["method"] not in SAFE_METHODS and origin and not self._origin_allowed(origin, host_header):
             return await _refuse(send, 403, f"cross-origin request from {origin!r} refused")
         await self.app(scope, receive, _with_security_headers(send))
 

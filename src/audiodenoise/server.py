@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from swagger_ui_bundle import swagger_ui_path
 
-from .audio import AudioError, AudioInfo, describe, needs_clipping, open_audio, read_blocks
+from .audio import AudioError, describe, needs_clipping, open_audio, over_limits, read_blocks
 from .checkpoint import CheckpointError
 from .denoiser import READ_BLOCK_FRAMES, Denoiser
 from .export import denoiser_onnx
@@ -300,7 +300,9 @@ def denoise_bytes(denoiser: Denoiser, upload: Upload, limits: Limits) -> Denoise
             info = describe(handle, label)
         except AudioError as error:
             raise HTTPException(422, str(error)) from None
-    _check_cost(info, limits)
+    problem = over_limits(info, limits.max_seconds, limits.max_channels, limits.max_channel_seconds)
+    if problem:
+        raise HTTPException(413, problem)
     encoded = io.BytesIO()
     clip = needs_clipping(info.format, info.subtype)
     blocks = read_blocks(io.BytesIO(upload.data), READ_BLOCK_FRAMES, label)
@@ -310,23 +312,8 @@ def denoise_bytes(denoiser: Denoiser, upload: Upload, limits: Limits) -> Denoise
                 output.write(np.clip(block, -1.0, 1.0) if clip else block)
     except AudioError as error:
         raise HTTPException(422, str(error)) from None
-    seconds = info.frames / info.sample_rate
-    return Denoised(encoded.getvalue(), info.format, seconds, time.perf_counter() - started)
-
-
-def _check_cost(info: AudioInfo, limits: Limits) -> None:
-    """413 for audio with more channels, seconds or channel-seconds than the server takes."""
-    seconds = info.frames / info.sample_rate
-    if info.channels > limits.max_channels:
-        raise HTTPException(413, f"{info.channels} channels is over this server's limit of {limits.max_channels}")
-    if seconds > limits.max_seconds:
-        raise HTTPException(413, f"{seconds:.1f} s of audio is over this server's limit of {limits.max_seconds:g} s")
-    if info.channels * seconds > limits.max_channel_seconds:
-        raise HTTPException(
-            413,
-            f"{info.channels} channels x {seconds:.1f} s is over this server's limit of "
-            f"{limits.max_channel_seconds:g} channel-seconds",
-        )
+    audio_seconds = info.frames / info.sample_rate
+    return Denoised(encoded.getvalue(), info.format, audio_seconds, time.perf_counter() - started)
 
 
 def output_name(upload: Upload, audio_format: str) -> str:
