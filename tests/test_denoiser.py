@@ -31,6 +31,15 @@ def test_block_size_does_not_change_the_result():
     assert np.allclose(large[2000:-2000], 0.5 * signal[2000:-2000], atol=1e-3)
 
 
+def test_many_channels_share_a_block_and_give_each_channel_its_mono_result():
+    denoiser = Denoiser(halving_model(), SpectralConfig(), block_frames=512)
+    assert [denoiser.stream_block_frames(n) for n in (1, 2, 3, 8, 1000)] == [512, 512, 320, 128, 64]
+    channels = np.stack([speech_like(2.0, RATE, seed=seed) for seed in range(6)], axis=1)
+    together = denoiser(channels, RATE)
+    for channel in range(6):
+        assert np.max(np.abs(together[:, channel] - denoiser(channels[:, channel], RATE))) < 1e-4
+
+
 @pytest.mark.parametrize("preset, frames, low_latency_frames", [("reference", 4096, 16), ("long", 1984, 8)])
 def test_default_blocks_hold_about_the_same_audio_whatever_the_hop(preset, frames, low_latency_frames):
     spectral = STFT_PRESETS[preset]

@@ -30,6 +30,7 @@ from .spectral import (
 
 READ_BLOCK_FRAMES = 1 << 16
 BLOCK_SECONDS = 11.7  # blocks of about this much audio bound memory (4096 frames at the reference settings)
+BLOCK_CHANNELS = 2  # more channels than this share a block's memory: each gets a shorter block
 BATCH_VALUES = 16 * 128 * 128  # features per model call, bounding memory: 16 patches at the reference settings
 INFERENCE_OPTIONS = {"strength", "atten_lim_db"}  # what a checkpoint's "inference" defaults may set
 
@@ -111,6 +112,13 @@ class Denoiser:
     @property
     def sample_rate(self) -> int:
         return self.spectral.sample_rate
+
+    def stream_block_frames(self, channels: int) -> int:
+        """Frames per block for ``channels``: ``block_frames`` up to stereo, shorter beyond, so that a block's
+        working memory does not grow with the channel count (outputs do not depend on the block size)."""
+        step = self.spectral.patch_hop
+        shared = self.block_frames * BLOCK_CHANNELS // max(channels, BLOCK_CHANNELS)
+        return max(step, shared // step * step)
 
     @property
     def latency_samples(self) -> int:
@@ -215,8 +223,9 @@ class ModelRateStream:
         self.denoiser = denoiser
         self.cfg = denoiser.spectral
         self.channels = channels
+        self.block_frames = denoiser.stream_block_frames(channels)
         self.next_frame = 0
-        first = plan_block(0, denoiser.block_frames, self.cfg)
+        first = plan_block(0, self.block_frames, self.cfg)
         self.buffer_start, _ = first.input_span(self.cfg)
         self.buffer = np.zeros((-self.buffer_start, channels), dtype=np.float32)
         self.fed = 0
@@ -228,7 +237,7 @@ class ModelRateStream:
         self.buffer = np.concatenate([self.buffer, chunk.astype(np.float32, copy=False)])
         out = []
         while True:
-            plan = plan_block(self.next_frame, self.next_frame + self.denoiser.block_frames, self.cfg)
+            plan = plan_block(self.next_frame, self.next_frame + self.block_frames, self.cfg)
             if self.buffer_start + len(self.buffer) < plan.input_span(self.cfg)[1]:
                 break
             out.append(self._run(plan))
@@ -239,7 +248,7 @@ class ModelRateStream:
         hop, step = self.cfg.hop_length, self.cfg.patch_hop
         while self.emitted < self.fed:
             remaining_frames = -(-(self.fed - self.emitted) // hop)
-            size = min(self.denoiser.block_frames, -(-remaining_frames // step) * step)
+            size = min(self.block_frames, -(-remaining_frames // step) * step)
             plan = plan_block(self.next_frame, self.next_frame + size, self.cfg)
             missing = plan.input_span(self.cfg)[1] - (self.buffer_start + len(self.buffer))
             if missing > 0:
@@ -254,7 +263,7 @@ class ModelRateStream:
         excerpt = self.buffer[start - self.buffer_start : stop - self.buffer_start]
         result = self.denoiser.process_block(excerpt, plan, self.known_gains)
         self.next_frame = plan.last_frame
-        following = plan_block(self.next_frame, self.next_frame + self.denoiser.block_frames, self.cfg)
+        following = plan_block(self.next_frame, self.next_frame + self.block_frames, self.cfg)
         for start in [s for s in self.known_gains if s < following.context_first_frame]:
             del self.known_gains[start]
         drop = following.input_span(self.cfg)[0] - self.buffer_start
