@@ -81,3 +81,12 @@ def resume_state(run) -> dict:
 
     with safe_open(run / "last" / "training.safetensors", "pt") as handle:
         return json.loads(handle.metadata()["state"])
+
+
+def denoise_cli(capsys, *args) -> tuple[int, str, str]:
+    """``audiodenoise denoise ARGS`` in-process: exit code, stdout, stderr (tqdm stays off: not a TTY)."""
+    from audiodenoise.cli import main
+
+    code = main(["denoise", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiodenoise.audio import AtomicWriter, AudioError, inspect_audio, read_blocks
+from audiodenoise.audio import AtomicWriter, AudioError, OutputFormat, inspect_audio, read_blocks
 from audiodenoise.denoiser import Denoiser
 
 MODEL_RATE = 22050
@@ -123,7 +123,7 @@ def test_channels_are_processed_independently(halving, tmp_path):
 def test_atomic_writer_leaves_nothing_behind_on_error(tmp_path):
     destination = tmp_path / "out.wav"
     with pytest.raises(RuntimeError, match="boom"):
-        with AtomicWriter(destination, 16000, 1, "WAV", "PCM_16") as writer:
+        with AtomicWriter(destination, 16000, 1, OutputFormat("WAV", "PCM_16")) as writer:
             writer.write(np.zeros((1600, 1), np.float32))
             assert any(p.name.endswith(".part") for p in tmp_path.iterdir())  # it is writing somewhere
             raise RuntimeError("boom")
@@ -134,7 +134,7 @@ def test_atomic_writer_leaves_nothing_behind_when_the_rename_fails(tmp_path):
     destination = tmp_path / "out.wav"
     destination.mkdir()
     with pytest.raises(Exception) as caught:  # noqa: B017 - the type is asserted below, after the leftovers
-        with AtomicWriter(destination, 16000, 1, "WAV", "PCM_16") as writer:
+        with AtomicWriter(destination, 16000, 1, OutputFormat("WAV", "PCM_16")) as writer:
             writer.write(np.zeros((1600, 1), np.float32))
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
     assert isinstance(caught.value, AudioError)
@@ -145,7 +145,7 @@ def test_atomic_writer_output_has_ordinary_permissions(tmp_path):
     destination = tmp_path / "out.wav"
     previous = os.umask(0o022)
     try:
-        with AtomicWriter(destination, 16000, 1, "WAV", "PCM_16") as writer:
+        with AtomicWriter(destination, 16000, 1, OutputFormat("WAV", "PCM_16")) as writer:
             writer.write(np.zeros((160, 1), np.float32))
         sf.write(tmp_path / "plain.wav", np.zeros(160), 16000)
     finally:
@@ -156,7 +156,7 @@ def test_atomic_writer_output_has_ordinary_permissions(tmp_path):
 
 def test_atomic_writer_renames_into_place_on_success(tmp_path):
     destination = tmp_path / "out.wav"
-    with AtomicWriter(destination, 16000, 1, "WAV", "PCM_16") as writer:
+    with AtomicWriter(destination, 16000, 1, OutputFormat("WAV", "PCM_16")) as writer:
         writer.write(np.full((1600, 1), 0.25, np.float32))
         assert not destination.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
@@ -167,7 +167,7 @@ def test_atomic_writer_renames_into_place_on_success(tmp_path):
 
 def test_atomic_writer_clips_integer_output(tmp_path):
     destination = tmp_path / "out.wav"
-    with AtomicWriter(destination, 16000, 1, "WAV", "PCM_16") as writer:
+    with AtomicWriter(destination, 16000, 1, OutputFormat("WAV", "PCM_16")) as writer:
         writer.write(np.array([[1.5], [-1.5], [0.5]], np.float32))
     data, _ = sf.read(destination, dtype="float64")
     assert data[0] == pytest.approx(1.0, abs=1 / 2**14) and data[1] == pytest.approx(-1.0, abs=1 / 2**14)

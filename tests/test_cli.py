@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import denoise_cli
 
 from audiodenoise.cli import main
 
@@ -45,12 +46,6 @@ def files(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main(["denoise", "-q", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def assert_clean_error(err: str, *names: str) -> None:
     """One ``audiodenoise: error:`` line per name, each naming its file, and no traceback."""
     lines = err.strip().splitlines()
@@ -71,7 +66,7 @@ def model(identity_checkpoint) -> list[str]:
 
 def test_missing_file(capsys, tmp_path, model):
     missing = tmp_path / "nowhere.wav"
-    code, out, err = run(capsys, missing, *model)
+    code, out, err = denoise_cli(capsys, missing, *model)
     assert code == 1
     assert_clean_error(err, "nowhere.wav")
     assert "no such file" in err
@@ -84,7 +79,7 @@ def test_folder_without_audio(capsys, tmp_path, model):
     folder.mkdir()
     (folder / "readme.txt").write_text("no audio here")
     before = digests(tmp_path)
-    code, out, err = run(capsys, folder, *model)
+    code, out, err = denoise_cli(capsys, folder, *model)
     assert code == 1
     assert_clean_error(err, str(folder))
     assert "holds no audio files" in err
@@ -117,7 +112,7 @@ def test_unreadable_input_is_reported_without_output(capsys, tmp_path, model, ma
     source = tmp_path / "broken.wav"
     make(source)
     before = digests(tmp_path)
-    code, out, err = run(capsys, source, *model)
+    code, out, err = denoise_cli(capsys, source, *model)
     assert code == 1
     assert_clean_error(err, str(source))
     assert reason in err
@@ -132,7 +127,7 @@ def test_non_finite_samples_are_refused(capsys, tmp_path, model, bad):
     signal[2000, 0] = bad
     source = write_wav(tmp_path / "poisoned.wav", signal, subtype="FLOAT")
     before = digests(tmp_path)
-    code, out, err = run(capsys, source, *model)
+    code, out, err = denoise_cli(capsys, source, *model)
     assert code == 1
     assert_clean_error(err, str(source))
     assert "NaN or Inf" in err
@@ -147,7 +142,7 @@ def test_non_finite_samples_are_refused(capsys, tmp_path, model, bad):
 def test_all_zeros_gives_all_zeros(capsys, tmp_path, model):
     source = write_wav(tmp_path / "silence.wav", np.zeros((RATE // 2, 1), np.float32), subtype="FLOAT")
     before = digests(tmp_path)
-    code, out, _ = run(capsys, source, *model)
+    code, out, _ = denoise_cli(capsys, source, *model)
     assert code == 0
     assert "1 of 1 inputs denoised, 0 failed" in out
     data, rate = sf.read(tmp_path / "silence_denoised.wav", dtype="float32")
@@ -162,7 +157,7 @@ def test_clipped_full_scale_audio(capsys, tmp_path, model):
     square = np.where(np.sin(2 * np.pi * 200 * t) >= 0, 1.0, -1.0).astype(np.float32)
     source = write_wav(tmp_path / "clipped.wav", square, subtype="FLOAT")
     before = digests(tmp_path)
-    code, _, err = run(capsys, source, *model)
+    code, _, err = denoise_cli(capsys, source, *model)
     assert code == 0, err
     data, rate = sf.read(tmp_path / "clipped_denoised.wav", dtype="float32")
     assert rate == RATE and data.shape == square.shape
@@ -175,7 +170,7 @@ def test_clipped_full_scale_audio(capsys, tmp_path, model):
 def test_extreme_sample_rates(capsys, tmp_path, model, sample_rate):
     source = write_wav(tmp_path / "rate.wav", tone(0.5, sample_rate), sample_rate, subtype="PCM_16")
     before = digests(tmp_path)
-    code, _, err = run(capsys, source, *model)
+    code, _, err = denoise_cli(capsys, source, *model)
     assert code == 0, err
     info = sf.info(str(tmp_path / "rate_denoised.wav"))
     assert info.samplerate == sample_rate
@@ -185,7 +180,7 @@ def test_extreme_sample_rates(capsys, tmp_path, model, sample_rate):
 
 def test_six_channels(capsys, tmp_path, model):
     source = write_wav(tmp_path / "surround.wav", tone(0.3, channels=6), subtype="PCM_16")
-    code, _, err = run(capsys, source, *model)
+    code, _, err = denoise_cli(capsys, source, *model)
     assert code == 0, err
     data, _ = sf.read(tmp_path / "surround_denoised.wav", dtype="float32", always_2d=True)
     assert data.shape == (int(0.3 * RATE), 6)
@@ -195,7 +190,7 @@ def test_six_channels(capsys, tmp_path, model):
 def test_flac_stays_flac_with_the_same_subtype(capsys, tmp_path, model):
     source = write_wav(tmp_path / "voice.flac", format="FLAC", subtype="PCM_24")
     before = digests(tmp_path)
-    code, _, err = run(capsys, source, *model)
+    code, _, err = denoise_cli(capsys, source, *model)
     assert code == 0, err
     info = sf.info(str(tmp_path / "voice_denoised.flac"))
     assert (info.format, info.subtype, info.samplerate, info.frames) == ("FLAC", "PCM_24", RATE, RATE // 2)
@@ -211,7 +206,7 @@ def test_output_equal_to_input_is_refused(capsys, tmp_path, model, spelling):
     target = source if spelling == "same" else tmp_path / "." / "sub" / ".." / "keep.wav"
     (tmp_path / "sub").mkdir()
     before = digests(tmp_path)
-    code, out, err = run(capsys, source, "-o", target, *model)
+    code, out, err = denoise_cli(capsys, source, "-o", target, *model)
     assert code == 1
     assert_clean_error(err, str(source))
     assert "refusing to overwrite" in err
@@ -231,7 +226,7 @@ def test_unwritable_output_location(capsys, tmp_path, model, layout):
         write_wav(tmp_path / "in" / "a.wav")
         inputs, output = [tmp_path / "in"], blocker / "sub"
     before = digests(tmp_path)
-    code, out, err = run(capsys, *inputs, "-o", output, *model)
+    code, out, err = denoise_cli(capsys, *inputs, "-o", output, *model)
     assert code == 1
     assert_clean_error(err, str(blocker))
     assert "cannot create output folder" in err
@@ -246,7 +241,7 @@ def test_batch_with_one_bad_file(capsys, tmp_path, model):
     _text_as_wav(bad)
     last = write_wav(tmp_path / "last.wav", subtype="PCM_16")
     before = digests(tmp_path)
-    code, out, err = run(capsys, first, bad, last, *model)
+    code, out, err = denoise_cli(capsys, first, bad, last, *model)
     assert code == 1
     assert_clean_error(err, str(bad))
     assert out.startswith("2 of 3 inputs denoised, 1 failed;")
@@ -263,7 +258,7 @@ def test_one_file_with_output_file(capsys, tmp_path, model):
     source = write_wav(tmp_path / "in" / "talk.wav", subtype="PCM_16")
     target = tmp_path / "new" / "folder" / "clean.wav"  # missing parents are created
     before = digests(tmp_path)
-    code, out, err = run(capsys, source, "-o", target, *model)
+    code, out, err = denoise_cli(capsys, source, "-o", target, *model)
     assert code == 0, err
     assert "1 of 1 inputs denoised, 0 failed" in out
     assert files(tmp_path) == {"in/talk.wav", "new/folder/clean.wav"}
@@ -277,7 +272,7 @@ def test_folder_with_output_folder_keeps_relative_paths(capsys, tmp_path, model)
     write_wav(source / "sub" / "deeper" / "nested.flac", format="FLAC", subtype="PCM_16")
     (source / "sub" / "notes.txt").write_text("not audio")
     before = digests(tmp_path)
-    code, out, err = run(capsys, source, "-o", tmp_path / "out", *model)
+    code, out, err = denoise_cli(capsys, source, "-o", tmp_path / "out", *model)
     assert code == 0, err
     assert "2 of 2 inputs denoised, 0 failed" in out
     assert files(tmp_path / "out") == {"top.wav", "sub/deeper/nested.flac"}
@@ -290,12 +285,12 @@ def test_folder_without_output_and_rerun_skips_denoised_files(capsys, tmp_path, 
     source = write_wav(folder / "speech.wav", subtype="PCM_16")
     original = digests(tmp_path)
 
-    code, out, err = run(capsys, folder, *model)
+    code, out, err = denoise_cli(capsys, folder, *model)
     assert code == 0, err
     assert "1 of 1 inputs denoised, 0 failed" in out
     assert files(folder) == {"speech.wav", "speech_denoised.wav"}
 
-    code, out, err = run(capsys, folder, *model)
+    code, out, err = denoise_cli(capsys, folder, *model)
     assert code == 0, err
     assert "1 of 1 inputs denoised, 0 failed" in out  # speech_denoised.wav is not an input
     assert files(folder) == {"speech.wav", "speech_denoised.wav"}
@@ -307,7 +302,7 @@ def test_glob_input(capsys, tmp_path, model):
     source = write_wav(folder / "a.wav", subtype="PCM_16")
     write_wav(folder / "b.flac", format="FLAC", subtype="PCM_16")
     before = digests(tmp_path)
-    code, out, err = run(capsys, str(folder / "*.wav"), *model)
+    code, out, err = denoise_cli(capsys, str(folder / "*.wav"), *model)
     assert code == 0, err
     assert "1 of 1 inputs denoised, 0 failed" in out
     assert files(folder) == {"a.wav", "b.flac", "a_denoised.wav"}
@@ -315,7 +310,7 @@ def test_glob_input(capsys, tmp_path, model):
 
 
 def test_glob_matching_nothing(capsys, tmp_path, model):
-    code, out, err = run(capsys, str(tmp_path / "*.wav"), *model)
+    code, out, err = denoise_cli(capsys, str(tmp_path / "*.wav"), *model)
     assert code == 1
     assert_clean_error(err, "*.wav")
     assert "pattern matches no files" in err
@@ -331,7 +326,7 @@ def test_glob_matching_nothing(capsys, tmp_path, model):
 def test_glob_with_output_folder_keeps_names_relative_to_the_glob_folder(capsys, tmp_path, model, pattern):
     write_wav(tmp_path / "in" / "a.wav", subtype="PCM_16")
     (tmp_path / "out").mkdir()  # an existing folder, so the one match is not taken for an output file name
-    code, _, err = run(capsys, str(tmp_path / "in" / pattern), "-o", tmp_path / "out", *model)
+    code, _, err = denoise_cli(capsys, str(tmp_path / "in" / pattern), "-o", tmp_path / "out", *model)
     assert code == 0, err
     assert files(tmp_path / "out") == {"a.wav"}
 
@@ -341,7 +336,7 @@ def test_output_path_that_is_a_folder_fails_only_that_file(capsys, tmp_path, mod
     (tmp_path / "a_denoised.wav").mkdir()  # the default output name is taken by a folder
     fine = write_wav(tmp_path / "b.wav", subtype="PCM_16")
     before = digests(tmp_path)
-    code, out, err = run(capsys, blocked, fine, *model)
+    code, out, err = denoise_cli(capsys, blocked, fine, *model)
     assert part_files(tmp_path) == []
     assert code == 1
     assert_clean_error(err, "a_denoised.wav")
@@ -372,7 +367,7 @@ def test_usage_errors_exit_2(capsys, tmp_path, model, option, mentions):
 
 def test_unknown_model_exits_2(capsys, tmp_path):
     source = write_wav(tmp_path / "a.wav", subtype="PCM_16")
-    code, _, err = run(capsys, source, "--model", "nonexistent-model-name")
+    code, _, err = denoise_cli(capsys, source, "--model", "nonexistent-model-name")
     assert code == 2
     assert_clean_error(err, "nonexistent-model-name")
     assert files(tmp_path) == {"a.wav"}
@@ -395,7 +390,7 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path, identity_
 @pytest.mark.parametrize("option", [["--low-latency"], ["--engine", "torch"], ["--atten-lim-db", "12"]])
 def test_local_only_options_with_server_are_refused(capsys, tmp_path, option):
     source = write_wav(tmp_path / "a.wav", subtype="PCM_16")
-    code, _, err = run(capsys, source, "--server", "http://127.0.0.1:9", *option)
+    code, _, err = denoise_cli(capsys, source, "--server", "http://127.0.0.1:9", *option)
     assert code == 2
     assert_clean_error(err, option[0])
     assert files(tmp_path) == {"a.wav"}

@@ -18,8 +18,8 @@ from urllib.error import HTTPError
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import denoise_cli
 
-from audiodenoise.cli import main
 from audiodenoise.client import MAX_BUSY_WAIT_SECONDS, _retry_after
 
 RATE = 16000
@@ -111,12 +111,6 @@ def write_wav(path, seconds: float = 0.25, channels: int = 1):
     return path
 
 
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main(["denoise", "-q", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def error_lines(err: str) -> list[str]:
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -128,7 +122,7 @@ def test_busy_server_is_waited_on_past_the_old_five_retries(capsys, tmp_path, se
     stub = Stub(busy=7, retry_after="0")  # an older server: no channel limits in /healthz
     source = write_wav(tmp_path / "a.wav")
     url = serve(stub)
-    code, out, err = run(capsys, source, "-o", tmp_path / "out.wav", "--server", url, "--server-deadline", "30")
+    code, out, err = denoise_cli(capsys, source, "-o", tmp_path / "out.wav", "--server", url, "--server-deadline", "30")
     assert (code, err) == (0, "")
     assert (tmp_path / "out.wav").read_bytes() == DENOISED
     assert stub.busy_answers == 7 and len(stub.posts) == 8
@@ -141,7 +135,7 @@ def test_a_file_fails_at_the_deadline_and_the_batch_goes_on(capsys, tmp_path, se
     stub = Stub(busy=lambda body: body == stuck_bytes, retry_after="1")  # busy for stuck.wav only, always
     url = serve(stub)
     started = time.monotonic()
-    code, out, err = run(capsys, stuck, fine, "-o", tmp_path / "out", "--server", url, "--server-deadline", "2")
+    code, out, err = denoise_cli(capsys, stuck, fine, "-o", tmp_path / "out", "--server", url, "--server-deadline", "2")
     elapsed = time.monotonic() - started
     assert code == 1
     assert error_lines(err) == [f"audiodenoise: error: {stuck}: the server stayed busy for 2 s (HTTP 503)"]
@@ -155,7 +149,7 @@ def test_a_server_slower_than_the_deadline_fails_the_file_at_the_deadline(capsys
     source = write_wav(tmp_path / "a.wav")
     url = serve(Stub(delay=3.0))
     started = time.monotonic()
-    code, _, err = run(capsys, source, "-o", tmp_path / "out.wav", "--server", url, "--server-deadline", "1")
+    code, _, err = denoise_cli(capsys, source, "-o", tmp_path / "out.wav", "--server", url, "--server-deadline", "1")
     assert code == 1 and time.monotonic() - started < 2.5
     assert error_lines(err) == [f"audiodenoise: error: {source}: no answer from {url} within 1 s"]
     assert not (tmp_path / "out.wav").exists()
@@ -176,7 +170,7 @@ def test_files_over_the_servers_channel_limits_fail_alone_before_upload(capsys, 
     mono = write_wav(tmp_path / "mono.wav", 0.75)  # 0.75 channel-seconds
     stub = Stub(**limits)
     url = serve(stub)
-    code, out, err = run(capsys, stereo, mono, "-o", tmp_path / "out", "--server", url)
+    code, out, err = denoise_cli(capsys, stereo, mono, "-o", tmp_path / "out", "--server", url)
     assert code == 1
     assert error_lines(err) == [f"audiodenoise: error: {stereo}: {words}"]
     assert stub.posts == [mono.read_bytes()]  # the stereo file was never sent

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import denoise_cli
 from fastapi.testclient import TestClient
 
 from audiodenoise.cli import main
@@ -342,12 +343,6 @@ def write_wav(path: Path, signal=None, sample_rate: int = RATE, **options) -> Pa
     return path
 
 
-def run_client(capsys, *args) -> tuple[int, str, str]:
-    code = main(["denoise", "-q", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_real_server_answers_over_http(server):
     data = encode(tone(1.0))
     request = urllib.request.Request(server + "v1/denoise", data=data, headers={"Content-Type": "audio/wav"})
@@ -363,7 +358,7 @@ def test_client_writes_outputs_like_the_local_command(capsys, tmp_path, server):
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio at all\n" * 40)
     nested = write_wav(tmp_path / "sub" / "nested.flac", tone(0.4, 16000, 2), 16000, format="FLAC")
-    code, out, err = run_client(capsys, first, bad, nested, "--server", server)
+    code, out, err = denoise_cli(capsys, first, bad, nested, "--server", server)
     assert code == 1
     assert out.startswith("2 of 3 inputs denoised, 1 failed;")
     assert "Traceback" not in err
@@ -381,14 +376,14 @@ def test_client_writes_outputs_like_the_local_command(capsys, tmp_path, server):
 
 def test_client_folder_output_strength_and_model(capsys, tmp_path, server, halving_checkpoint):
     write_wav(tmp_path / "in" / "a" / "one.wav", subtype="FLOAT")
-    code, out, err = run_client(
+    code, out, err = denoise_cli(
         capsys, tmp_path / "in", "-o", tmp_path / "out", "--server", server, "--model", halving_checkpoint.name
     )
     assert code == 0, err
     assert "1 of 1 inputs denoised, 0 failed" in out
     halved, _ = sf.read(tmp_path / "out" / "a" / "one.wav", dtype="float32")
     options = ["--server", server, "--model", halving_checkpoint.name, "--strength", "0"]
-    code, _, err = run_client(capsys, tmp_path / "in" / "a" / "one.wav", "-o", tmp_path / "kept.wav", *options)
+    code, _, err = denoise_cli(capsys, tmp_path / "in" / "a" / "one.wav", "-o", tmp_path / "kept.wav", *options)
     assert code == 0, err
     kept, _ = sf.read(tmp_path / "kept.wav", dtype="float32")
     rms = [np.sqrt(np.mean(signal[4000:-4000] ** 2)) for signal in (halved, kept)]
@@ -398,7 +393,7 @@ def test_client_folder_output_strength_and_model(capsys, tmp_path, server, halvi
 def test_client_file_over_the_servers_upload_limit_fails_alone(capsys, tmp_path, server):
     big = write_wav(tmp_path / "big.wav", tone(30.0), subtype="PCM_16")  # 1.3 MB; the server takes 1 MB
     small = write_wav(tmp_path / "small.wav", subtype="PCM_16")
-    code, out, err = run_client(capsys, big, small, "--server", server)
+    code, out, err = denoise_cli(capsys, big, small, "--server", server)
     assert code == 1
     assert "1 of 2 inputs denoised, 1 failed" in out
     assert err.strip().splitlines() == [f"audiodenoise: error: {big}: 1.3 MB is over the server's upload limit of 1 MB"]
@@ -408,7 +403,7 @@ def test_client_file_over_the_servers_upload_limit_fails_alone(capsys, tmp_path,
 def test_client_file_over_the_servers_duration_limit_fails_alone_before_upload(capsys, tmp_path, server):
     long = write_wav(tmp_path / "long.wav", tone(25.0, 8000), 8000, subtype="PCM_16")  # 0.4 MB, 25 s; limit 20 s
     small = write_wav(tmp_path / "small.wav", subtype="PCM_16")
-    code, out, err = run_client(capsys, long, small, "--server", server)
+    code, out, err = denoise_cli(capsys, long, small, "--server", server)
     assert code == 1
     assert "1 of 2 inputs denoised, 1 failed" in out
     assert err.strip().splitlines() == [
@@ -427,7 +422,7 @@ def test_client_file_over_the_servers_duration_limit_fails_alone_before_upload(c
 )
 def test_client_usage_errors_exit_2(capsys, tmp_path, server, options, words):
     source = write_wav(tmp_path / "a.wav")
-    code, _, err = run_client(capsys, source, "--server", server, *options)
+    code, _, err = denoise_cli(capsys, source, "--server", server, *options)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     for word in words:
@@ -437,7 +432,7 @@ def test_client_usage_errors_exit_2(capsys, tmp_path, server, options, words):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9", "localhost:8000"], ids=["unreachable", "no-scheme"])
 def test_client_without_a_usable_server_exits_2(capsys, tmp_path, url):
-    code, _, err = run_client(capsys, write_wav(tmp_path / "a.wav"), "--server", url)
+    code, _, err = denoise_cli(capsys, write_wav(tmp_path / "a.wav"), "--server", url)
     assert code == 2
     assert err.startswith("audiodenoise: error: ") and len(err.strip().splitlines()) == 1
 

@@ -16,9 +16,17 @@ import soxr
 
 from .atomic import discard, temporary_sibling
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}
+SUFFIX_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3": "MP3"}
+AUDIO_SUFFIXES = set(SUFFIX_FORMATS)
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 384000
+MAX_CHANNELS = 64  # no recording holds more; a (channels, samples) array read the other way round would
+LOSSY_SUBTYPES = {"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"}
+# libsndfile's constant MP3 bit rates per MPEG version, chosen by the sample rate (kbps, lowest to highest)
+MP3_KBPS_RANGES = ((32000, 32, 320), (16000, 8, 160), (0, 8, 64))
+# Below this LAME's gapless header does not fit in a frame: the file reads back ~1,700 samples longer.
+MIN_MP3_KBPS = 56
+DEFAULT_MP3_KBPS = 128  # an MP3 written from another format
 # WAV data sizes that streaming writers (sox and ffmpeg to a pipe) put in a header: "until the end".
 STREAMED_DATA_SIZE = 0xFFFFFFFF
 
@@ -34,6 +42,73 @@ class AudioInfo:
     channels: int
     format: str
     subtype: str
+    kbps: float | None = None  # the encoded bit rate of a lossy file, where its size is known
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    format: str
+    subtype: str
+    mp3_kbps: int | None = None
+
+
+def check_sample_rate(sample_rate: object, label: object) -> int:
+    """``sample_rate`` as an int, or AudioError unless it is a whole number of Hz within the supported range."""
+    whole = isinstance(sample_rate, int | np.integer) or (isinstance(sample_rate, float) and sample_rate.is_integer())
+    if isinstance(sample_rate, bool) or not whole:
+        raise AudioError(f"{label}: the sample rate must be a whole number of Hz, not {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{label}: unsupported sample rate {int(sample_rate)} Hz "
+            f"(supported: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
+        )
+    return int(sample_rate)
+
+
+def check_channels(channels: int, label: object) -> int:
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{label}: {channels} channels (supported: 1 to {MAX_CHANNELS})")
+    return channels
+
+
+def refuse_overwriting(source: str | Path, destination: str | Path) -> None:
+    """AudioError when ``destination`` is ``source`` (the same path, a link to it, or the same inode)."""
+    source, destination = Path(source), Path(destination)
+    if destination.resolve() == source.resolve() or (
+        source.exists() and destination.exists() and os.path.samefile(source, destination)
+    ):
+        raise AudioError(f"{source}: the output path is the input; refusing to overwrite it")
+
+
+def output_format(info: AudioInfo, destination: str | Path | None = None, mp3_kbps: int | None = None) -> OutputFormat:
+    """How the denoised ``info`` is written: in the format ``destination``'s suffix names (else the input's), in
+    the input's sample format where that format holds it (else the nearest), and an MP3 at ``mp3_kbps``, else
+    the input MP3's bit rate, else DEFAULT_MP3_KBPS."""
+    suffix = Path(destination).suffix.lower() if destination else ""
+    format = SUFFIX_FORMATS.get(suffix, info.format)
+    if format == info.format:
+        subtype = info.subtype
+    elif format in ("WAV", "FLAC"):
+        holds = info.subtype not in LOSSY_SUBTYPES and sf.check_format(format, info.subtype)
+        wide = info.subtype in ("PCM_32", "FLOAT", "DOUBLE")
+        subtype = info.subtype if holds else "PCM_24" if wide else "PCM_16"
+    else:
+        subtype = sf.default_subtype(format)
+    if format != "MP3":
+        return OutputFormat(format, subtype)
+    kept = info.kbps if info.format == "MP3" else None
+    return OutputFormat(format, subtype, round(mp3_kbps or kept or DEFAULT_MP3_KBPS))
+
+
+def open_output(target: str | Path | BinaryIO, sample_rate: int, channels: int, output: OutputFormat) -> sf.SoundFile:
+    """A SoundFile for writing ``output``; MP3s at a constant bit rate within MIN_MP3_KBPS and the highest the
+    sample rate allows (libsndfile maps it to a compression level)."""
+    options = {}
+    if output.mp3_kbps is not None:
+        low, high = next((low, high) for floor, low, high in MP3_KBPS_RANGES if sample_rate >= floor)
+        kbps = min(high, max(MIN_MP3_KBPS, output.mp3_kbps))
+        options = {"bitrate_mode": "CONSTANT", "compression_level": (high - kbps) / (high - low)}
+    return sf.SoundFile(target, "w", sample_rate, channels, output.subtype, format=output.format, **options)
 
 
 def inspect_audio(path: str | Path) -> AudioInfo:
@@ -43,10 +118,11 @@ def inspect_audio(path: str | Path) -> AudioInfo:
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder, not an audio file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     with open_audio(path, path) as handle:
-        return describe(handle, path)
+        return describe(handle, path, size)
 
 
 def open_audio(source: str | Path | BinaryIO, label: object) -> sf.SoundFile:
@@ -57,12 +133,13 @@ def open_audio(source: str | Path | BinaryIO, label: object) -> sf.SoundFile:
         raise AudioError(f"{label}: not a readable audio file ({_reason(error)})") from None
 
 
-def describe(handle: sf.SoundFile, label: object) -> AudioInfo:
-    """An open file's layout, refused when it is empty, at an unsupported rate, or shorter than its header says."""
+def describe(handle: sf.SoundFile, label: object, size_bytes: int | None = None) -> AudioInfo:
+    """An open file's layout, refused when it is empty, at an unsupported rate or channel count, or shorter than
+    its header says; ``size_bytes`` (the file's) gives a lossy file's bit rate."""
     if handle.frames <= 0:
         raise AudioError(f"{label}: contains no audio samples")
-    if not MIN_SAMPLE_RATE <= handle.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{label}: unsupported sample rate {handle.samplerate} Hz")
+    check_sample_rate(handle.samplerate, label)
+    check_channels(handle.channels, label)
     # libsndfile reads a cut-off WAV's frames silently; its log says "data : <header> (should be <found>)".
     cut = re.search(r"^data : (\d+) \(should be (\d+)\)", handle.extra_info, re.MULTILINE)
     if cut and int(cut[1]) != STREAMED_DATA_SIZE and int(cut[1]) > int(cut[2]):
@@ -71,7 +148,9 @@ def describe(handle: sf.SoundFile, label: object) -> AudioInfo:
         raise AudioError(
             f"{label}: truncated audio (the header promises {promised:.2f} s, the file holds {held:.2f} s)"
         )
-    return AudioInfo(handle.frames, handle.samplerate, handle.channels, handle.format, handle.subtype)
+    lossy = size_bytes is not None and handle.subtype in LOSSY_SUBTYPES
+    kbps = size_bytes * 8 / 1000 / (handle.frames / handle.samplerate) if lossy else None
+    return AudioInfo(handle.frames, handle.samplerate, handle.channels, handle.format, handle.subtype, kbps)
 
 
 def over_limits(
@@ -174,14 +253,12 @@ def needs_clipping(format: str, subtype: str) -> bool:
 class AtomicWriter:
     """Writes an audio file through a temporary sibling that is renamed into place only on success."""
 
-    def __init__(self, path: str | Path, sample_rate: int, channels: int, format: str, subtype: str):
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, output: OutputFormat):
         self.path = Path(path)
         self.temp_path = temporary_sibling(self.path)
-        self.clip = needs_clipping(format, subtype)
+        self.clip = needs_clipping(output.format, output.subtype)
         try:
-            self.handle = sf.SoundFile(
-                self.temp_path, "w", samplerate=sample_rate, channels=channels, format=format, subtype=subtype
-            )
+            self.handle = open_output(self.temp_path, sample_rate, channels, output)
         except (OSError, sf.LibsndfileError, RuntimeError) as error:
             discard(self.temp_path)
             raise AudioError(f"{self.path}: cannot write output ({_reason(error)})") from None

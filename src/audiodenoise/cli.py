@@ -10,17 +10,26 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from . import pretrained
-from .audio import AUDIO_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError
-from .checkpoint import CheckpointError
+from .audio import (
+    AUDIO_SUFFIXES,
+    DEFAULT_MP3_KBPS,
+    MIN_MP3_KBPS,
+    MP3_KBPS_RANGES,
+    AudioError,
+    check_channels,
+    check_sample_rate,
+)
+from .checkpoint import CheckpointError, read_config
 from .client import DEADLINE_SECONDS, ServerError
 from .data.corpus import FORMATS
 from .data.dataset import DatasetError
 from .data.mixing import CLEAN_TARGETS
 from .engine import AUTO_ENGINE, DEFAULT_ENGINE, ENGINES
 from .export import FORMATS as EXPORT_FORMATS
+from .limits import Limits
 from .losses import LOSSES
 from .pcm import RAW_FORMATS
-from .spectral import DEFAULT_STFT, STFT_PRESETS
+from .spectral import DEFAULT_STFT, STFT_PRESETS, SpectralConfig, low_latency_settings
 from .train import SELECTION, TrainingError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
@@ -80,10 +89,6 @@ def output_path(job: Job, output: str | None, single_file: bool) -> Path:
     return Path(output) / job.relative
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-
-
 def _local_denoiser(args: argparse.Namespace):
     from .denoiser import Denoiser
 
@@ -111,6 +116,9 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     if not jobs:
         return EXIT_FAILURES
     single_file = len(args.inputs) == 1 and Path(args.inputs[0]).is_file()
+    if args.output and not single_file and Path(args.output).suffix.lower() in AUDIO_SUFFIXES:
+        if not Path(args.output).is_dir():
+            raise ValueError(f"-o {args.output}: names one file, but the inputs are several; give a folder")
     if args.server:
         from .client import RemoteDenoiser
 
@@ -126,13 +134,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     for job in bar:
         destination = output_path(job, args.output, single_file)
         try:
-            if job.source.exists() and _same_file(job.source, destination):
-                raise AudioError(f"{job.source}: the output path is the input; refusing to overwrite it")
             try:
                 destination.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise AudioError(f"{destination.parent}: cannot create output folder ({error.strerror})") from None
-            result = denoiser.denoise_file(job.source, destination)
+            result = denoiser.denoise_file(job.source, destination, args.mp3_bitrate)
         except AudioError as error:
             failures.append(str(error))
             bar.write(f"audiodenoise: error: {error}", file=sys.stderr)
@@ -141,10 +147,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         processing_seconds += result.processing_seconds
     total = len(jobs) + unmatched
     rtf = processing_seconds / audio_seconds if audio_seconds else 0.0
-    print(
-        f"{total - len(failures)} of {total} inputs denoised, {len(failures)} failed; "
-        f"{audio_seconds:.1f} s of audio in {processing_seconds:.1f} s (real-time factor {rtf:.3f})"
-    )
+    if not args.quiet:
+        print(
+            f"{total - len(failures)} of {total} inputs denoised, {len(failures)} failed; "
+            f"{audio_seconds:.1f} s of audio in {processing_seconds:.1f} s (real-time factor {rtf:.3f})"
+        )
     return EXIT_FAILURES if failures else EXIT_OK
 
 
@@ -162,8 +169,8 @@ def denoise_stream(args: argparse.Namespace) -> int:
         raise ValueError("raw PCM needs all of --raw-format, --rate and --channels")
     else:
         pcm, remaining = read_wav_header(source)
-    if not MIN_SAMPLE_RATE <= pcm.sample_rate <= MAX_SAMPLE_RATE or pcm.channels < 1:
-        raise AudioError(f"stdin: unsupported stream ({pcm.sample_rate} Hz, {pcm.channels} channels)")
+    check_sample_rate(pcm.sample_rate, "stdin")
+    check_channels(pcm.channels, "stdin")
     stream = _local_denoiser(args).stream(pcm.sample_rate, pcm.channels)
     try:
         if not args.raw_format:
@@ -323,7 +330,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import Limits, serve
+    from .server import serve
 
     limits = Limits(**{field.name: getattr(args, field.name) for field in fields(Limits) if field.name in args})
     return serve(
@@ -342,15 +349,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
     export_onnx(args.model, args.output)
-    print(f"{args.output}: {args.model} as {args.format.upper()}, its config in the metadata")
+    size = Path(args.output).stat().st_size / 2**20
+    print(f"{args.output}: {args.model} as {args.format.upper()} ({size:.1f} MiB), its settings in the metadata")
     return EXIT_OK
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from .checkpoint import WEIGHTS, load_checkpoint
+    from .denoiser import Denoiser
+
     for name in pretrained.available():
+        folder = pretrained.resolve(name)
+        model, spectral, _ = load_checkpoint(folder)
+        latency = Denoiser(model, spectral, engine="torch").latency_seconds
+        low_latency = Denoiser(model, spectral, engine="torch", low_latency=True).latency_seconds
+        parameters = sum(p.numel() for p in model.parameters()) / 1e6
         marker = " (default)" if name == pretrained.DEFAULT_MODEL else ""
-        print(f"{name}{marker}")
+        print(
+            f"{name}{marker}: predicts a {model.config.target}; STFT n_fft {spectral.n_fft}, hop {spectral.hop_length} "
+            f"at {spectral.sample_rate} Hz; latency {latency:.1f} s ({low_latency * 1000:.0f} ms with --low-latency); "
+            f"{parameters:.2f} M parameters, {(folder / WEIGHTS).stat().st_size / 2**20:.1f} MiB"
+        )
     return EXIT_OK
+
+
+def low_latency_cost(spectral: SpectralConfig) -> float:
+    """How many times the model runs with --low-latency: patches every few frames instead of every patch_hop."""
+    return spectral.patch_hop / low_latency_settings(spectral).patch_hop
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """End each option's help with its default, where it has one that the help does not already give."""
+    for action in parser._actions:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            action.help = f"{text} (default: %(default)s)".lstrip()
 
 
 def _number(kind: type, low: float, high: float | None = None, above: bool = False):
@@ -447,7 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument("--atten-lim-db", type=float, default=None, help="remove at most this many dB of noise")
     denoise.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for inference")
     _add_engine_option(denoise, "the model")
-    denoise.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    denoise.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary; errors still print"
+    )
+    denoise.add_argument(
+        "--mp3-bitrate",
+        type=_number(int, MIN_MP3_KBPS, MP3_KBPS_RANGES[0][2]),
+        metavar="KBPS",
+        help=f"MP3 output at this constant bit rate (default: the input MP3's, else {DEFAULT_MP3_KBPS}; "
+        "at most 160 below 32 kHz, 64 below 16 kHz)",
+    )
     denoise.add_argument("--server", metavar="URL", help="send the files to a running 'audiodenoise serve' at URL")
     denoise.add_argument(
         "--server-deadline",
@@ -462,8 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
     streaming.add_argument("--raw-format", choices=RAW_FORMATS, help="raw little-endian samples instead of WAV")
     streaming.add_argument("--rate", type=_positive_int, help="sample rate of raw samples")
     streaming.add_argument("--channels", type=_positive_int, help="channels of raw samples (interleaved)")
+    default_stft = SpectralConfig.from_dict(read_config(pretrained.resolve("default"))["spectral"])
     streaming.add_argument(
-        "--low-latency", action="store_true", help="about 0.1 s of latency instead of 12 s, for 4x the compute"
+        "--low-latency",
+        action="store_true",
+        help=f"about 0.1 s of latency instead of 12 s, for {low_latency_cost(default_stft):g}x the default model's "
+        "compute ('audiodenoise models' gives each model's latency)",
     )
     denoise.set_defaults(run=cmd_denoise)
 
@@ -583,24 +629,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
-    # Limits left out keep server.Limits' defaults (README: "Limits").
-    limit = {"default": argparse.SUPPRESS}
-    serve.add_argument("--max-upload-mb", type=_positive_float, help="larger uploads get 413", **limit)
-    serve.add_argument("--max-seconds", type=_positive_float, help="longer audio gets 413", **limit)
-    serve.add_argument("--max-channels", type=_positive_int, help="audio with more channels gets 413", **limit)
-    serve.add_argument("--max-channel-seconds", type=_positive_float, help="more channels x seconds get 413", **limit)
-    serve.add_argument("--workers", type=_positive_int, help="requests denoised at once", **limit)
-    serve.add_argument(
-        "--queue", type=_non_negative_int, help="requests that may wait for a worker; more get 503", **limit
-    )
-    serve.add_argument("--max-connections", type=_positive_int, help="open connections; more get 503", **limit)
-    serve.add_argument("--body-timeout", type=_positive_float, help="seconds without upload data before a 408", **limit)
-    serve.add_argument(
-        "--min-upload-kbps",
-        type=_non_negative_float,
-        help="KB/s an upload must average once it has taken --body-timeout seconds, or 408",
-        **limit,
-    )
+    # Limits left out keep limits.Limits' defaults, which their help shows.
+    for name, kind, text in (
+        ("max_upload_mb", _positive_float, "larger uploads get 413"),
+        ("max_seconds", _positive_float, "longer audio gets 413"),
+        ("max_channels", _positive_int, "audio with more channels gets 413"),
+        ("max_channel_seconds", _positive_float, "more channels x seconds get 413"),
+        ("workers", _positive_int, "requests denoised at once"),
+        ("queue", _non_negative_int, "requests that may wait for a worker; more get 503"),
+        ("max_connections", _positive_int, "open connections; more get 503"),
+        ("body_timeout", _positive_float, "seconds without upload data before a 408"),
+        (
+            "min_upload_kbps",
+            _non_negative_float,
+            "KB/s an upload must average once it has taken --body-timeout s, or 408",
+        ),
+    ):
+        default = getattr(Limits, name)
+        serve.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS, help=f"{text} (default: {default:g})"
+        )
     serve.add_argument(
         "--allowed-host", action="append", default=[], metavar="NAME", help="another Host name to answer to"
     )
@@ -621,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the bundled models")
     models.set_defaults(run=cmd_models)
+    for command in commands.choices.values():
+        _show_defaults(command)
     return parser
 
 

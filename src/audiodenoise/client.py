@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import mimetypes
@@ -14,8 +15,8 @@ from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
 from .atomic import write_atomic
-from .audio import AudioError, inspect_audio, over_limits
-from .denoiser import FileResult
+from .audio import AtomicWriter, AudioError, inspect_audio, output_format, over_limits, read_blocks, refuse_overwriting
+from .denoiser import READ_BLOCK_FRAMES, FileResult
 
 DEADLINE_SECONDS = 600.0  # per file: upload, waits on a busy server (503) and the answer; --server-deadline
 MAX_BUSY_WAIT_SECONDS = 60.0  # ask again at least this often, whatever Retry-After says
@@ -61,7 +62,10 @@ class RemoteDenoiser:
             reason = getattr(error, "reason", error)
             raise ServerError(f"cannot use the server at {self.url} ({reason})") from None
 
-    def denoise_file(self, source: str | Path, destination: str | Path) -> FileResult:
+    def denoise_file(self, source: str | Path, destination: str | Path, mp3_kbps: int | None = None) -> FileResult:
+        """As ``Denoiser.denoise_file``: the server answers in the input's format, converted here when
+        ``destination``'s suffix names another (or ``mp3_kbps`` asks for another bit rate)."""
+        refuse_overwriting(source, destination)
         info = inspect_audio(source)  # the local command's checks and messages before anything is sent
         data = Path(source).read_bytes()
         if len(data) > self.max_upload_bytes:
@@ -75,6 +79,12 @@ class RemoteDenoiser:
         started = time.perf_counter()
         denoised = self._post(source, data)
         seconds = time.perf_counter() - started
+        output = output_format(info, destination, mp3_kbps)
+        if output != output_format(info):
+            with AtomicWriter(destination, info.sample_rate, info.channels, output) as writer:
+                for block in read_blocks(io.BytesIO(denoised), READ_BLOCK_FRAMES, f"{source} (as denoised)"):
+                    writer.write(block)
+            return FileResult(info.frames / info.sample_rate, seconds)
         try:
             write_atomic(destination, lambda temp: temp.write_bytes(denoised))
         except OSError as error:

@@ -12,7 +12,18 @@ import numpy as np
 import torch
 
 from . import pretrained
-from .audio import AtomicWriter, AudioError, ResampleStream, fit_frames, inspect_audio, read_blocks
+from .arrays import ArrayLayout, from_frames, to_frames
+from .audio import (
+    AtomicWriter,
+    ResampleStream,
+    check_channels,
+    check_sample_rate,
+    fit_frames,
+    inspect_audio,
+    output_format,
+    read_blocks,
+    refuse_overwriting,
+)
 from .checkpoint import CONFIG, CheckpointError, load_checkpoint
 from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine, resolve_engine
 from .model import UNet
@@ -133,25 +144,24 @@ class Denoiser:
         return self.latency_samples / self.sample_rate
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Denoise (samples,) or (samples, channels) audio; the result has the same shape and rate."""
-        signal = np.asarray(audio, dtype=np.float32)
-        if signal.ndim not in (1, 2) or signal.size == 0:
-            raise AudioError("audio must be a non-empty (samples,) or (samples, channels) array")
-        if not np.isfinite(signal).all():
-            raise AudioError("audio contains NaN or Inf samples")
-        frames = signal[:, None] if signal.ndim == 1 else signal
+        """Denoise ``audio`` at ``sample_rate``: (samples,), (samples, channels) or (channels, samples), float or
+        integer (see ``arrays.to_frames``); the result has the input's shape, and its type for integers
+        (float32 for floats)."""
+        frames, layout = to_frames(audio)
         stream = self.stream(sample_rate, frames.shape[1])
-        out = np.concatenate([stream.feed(frames), stream.flush()])
-        return out[:, 0] if signal.ndim == 1 else out
+        return from_frames(np.concatenate([stream.feed(frames), stream.flush()]), layout)
 
     def stream(self, sample_rate: int, channels: int = 1) -> Stream:
         return Stream(self, sample_rate, channels)
 
-    def denoise_file(self, source: str | Path, destination: str | Path) -> FileResult:
-        """Denoise a file block by block into ``destination``, in the source's format."""
+    def denoise_file(self, source: str | Path, destination: str | Path, mp3_kbps: int | None = None) -> FileResult:
+        """Denoise a file block by block into ``destination`` (never ``source`` itself), in the format its suffix
+        names or else the source's (``audio.output_format``)."""
+        refuse_overwriting(source, destination)
         info = inspect_audio(source)
         started = time.perf_counter()
-        with AtomicWriter(destination, info.sample_rate, info.channels, info.format, info.subtype) as writer:
+        output = output_format(info, destination, mp3_kbps)
+        with AtomicWriter(destination, info.sample_rate, info.channels, output) as writer:
             for block in self.denoise_blocks(read_blocks(source, READ_BLOCK_FRAMES), info.sample_rate, info.channels):
                 writer.write(block)
         return FileResult(info.frames / info.sample_rate, time.perf_counter() - started)
@@ -278,26 +288,34 @@ class ModelRateStream:
 class Stream:
     """Chunked denoising at any sample rate: ``feed(chunk)`` as audio arrives, then ``flush()``.
 
-    Chunks are (samples, channels) float32; all outputs together have exactly the input's length.
-    """
+    Chunks are (samples, channels) arrays, or 1-D for mono, of any length (``arrays.to_frames``); each output
+    comes back in the layout and type of the chunk before it, and all outputs together have exactly the input's
+    length. At strength 0 the input comes back unchanged, at once."""
 
     def __init__(self, denoiser: Denoiser, sample_rate: int, channels: int):
+        sample_rate = check_sample_rate(sample_rate, "sample_rate")
+        self.channels = check_channels(channels, "channels")
+        self.passthrough = denoiser.strength == 0
         self.to_model = ResampleStream(sample_rate, denoiser.sample_rate, channels)
         self.core = ModelRateStream(denoiser, channels)
         self.from_model = ResampleStream(denoiser.sample_rate, sample_rate, channels)
+        self.layout = ArrayLayout(False, False, np.dtype(np.float32))
         self.fed = 0
         self.emitted = 0
 
     def feed(self, chunk: np.ndarray) -> np.ndarray:
-        self.fed += len(chunk)
-        out = self.from_model(self.core.feed(self.to_model(chunk)))
+        frames, self.layout = to_frames(chunk, "chunk", self.channels)
+        self.fed += len(frames)
+        out = frames if self.passthrough else self.from_model(self.core.feed(self.to_model(frames)))
         self.emitted += len(out)
-        return out
+        return from_frames(out, self.layout)
 
     def flush(self) -> np.ndarray:
-        tail = self.core.feed(self.to_model(np.zeros((0, self.core.channels), np.float32), last=True))
+        if self.passthrough:
+            return from_frames(np.zeros((0, self.channels), np.float32), self.layout)
+        tail = self.core.feed(self.to_model(np.zeros((0, self.channels), np.float32), last=True))
         tail = np.concatenate([tail, self.core.flush()])
         out = self.from_model(tail, last=True)
         out = fit_frames(out, self.fed - self.emitted)
         self.emitted += len(out)
-        return out
+        return from_frames(out, self.layout)

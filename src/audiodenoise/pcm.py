@@ -29,26 +29,21 @@ class PcmFormat:
         return np.dtype(self.sample_type).itemsize * self.channels
 
     @property
-    def full_scale(self) -> float | None:
-        kind = np.dtype(self.sample_type)
-        return None if kind.kind == "f" else float(2 ** (8 * kind.itemsize - 1))
+    def is_float(self) -> bool:
+        return np.dtype(self.sample_type).kind == "f"
 
     def decode(self, data: bytes) -> np.ndarray:
-        samples = np.frombuffer(data, self.sample_type).reshape(-1, self.channels).astype(np.float32)
-        if self.full_scale is None:
-            if not np.isfinite(samples).all():
-                raise AudioError("stdin: contains NaN or Inf samples")
-            return samples
-        return samples / self.full_scale
+        """Samples as stored, (frames, channels): the stream scales integers and gives back the same type."""
+        samples = np.frombuffer(data, self.sample_type).reshape(-1, self.channels)
+        if self.is_float and not np.isfinite(samples).all():
+            raise AudioError("stdin: contains NaN or Inf samples")
+        return samples
 
     def encode(self, block: np.ndarray) -> bytes:
-        if self.full_scale is None:
-            return block.astype(self.sample_type).tobytes()
-        scaled = np.clip(np.round(block * self.full_scale), -self.full_scale, self.full_scale - 1)
-        return scaled.astype(self.sample_type).tobytes()
+        return block.astype(self.sample_type, copy=False).tobytes()
 
     def wav_header(self, data_bytes: int | None) -> bytes:
-        tag = 3 if self.full_scale is None else 1
+        tag = 3 if self.is_float else 1
         width = np.dtype(self.sample_type).itemsize
         fmt = struct.pack(
             "<HHIIHH",

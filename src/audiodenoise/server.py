@@ -25,7 +25,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-import soundfile as sf
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -36,12 +35,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from swagger_ui_bundle import swagger_ui_path
 
-from .audio import AudioError, describe, needs_clipping, open_audio, over_limits, read_blocks
+from .audio import (
+    AudioError,
+    describe,
+    needs_clipping,
+    open_audio,
+    open_output,
+    output_format,
+    over_limits,
+    read_blocks,
+)
 from .checkpoint import CheckpointError
 from .denoiser import READ_BLOCK_FRAMES, Denoiser
 from .export import denoiser_onnx
 from .http_guard import NO_FRAMING, Access, GuardMiddleware
-from .uploads import BodyLimits, Upload, read_upload
+from .limits import Limits
+from .uploads import Upload, read_upload
 
 WEB_DIR = Path(__file__).parent / "web"
 logger = logging.getLogger("audiodenoise.server")
@@ -92,23 +101,6 @@ class IsolatedStaticFiles(StaticFiles):
         response = await super().get_response(path, scope)
         response.headers.update(PAGE_HEADERS)
         return response
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_upload_mb: float = 50.0
-    max_seconds: float = 600.0
-    max_channels: int = 8
-    max_channel_seconds: float = 1200.0  # work: channels x seconds of audio
-    workers: int = 2
-    queue: int = 16  # requests that may wait for a worker
-    max_connections: int = 64  # open connections; more get 503
-    body_timeout: float = 30.0  # seconds without upload data
-    min_upload_kbps: float = 16.0  # KB/s over an upload that has taken body_timeout seconds
-
-    @property
-    def body(self) -> BodyLimits:
-        return BodyLimits(int(self.max_upload_mb * 2**20), self.body_timeout, self.min_upload_kbps * 1024)
 
 
 @dataclass
@@ -297,7 +289,7 @@ def denoise_bytes(denoiser: Denoiser, upload: Upload, limits: Limits) -> Denoise
         raise HTTPException(415, str(error)) from None
     with handle:
         try:
-            info = describe(handle, label)
+            info = describe(handle, label, len(upload.data))
         except AudioError as error:
             raise HTTPException(422, str(error)) from None
     problem = over_limits(info, limits.max_seconds, limits.max_channels, limits.max_channel_seconds)
@@ -307,7 +299,7 @@ def denoise_bytes(denoiser: Denoiser, upload: Upload, limits: Limits) -> Denoise
     clip = needs_clipping(info.format, info.subtype)
     blocks = read_blocks(io.BytesIO(upload.data), READ_BLOCK_FRAMES, label)
     try:
-        with sf.SoundFile(encoded, "w", info.sample_rate, info.channels, info.subtype, format=info.format) as output:
+        with open_output(encoded, info.sample_rate, info.channels, output_format(info)) as output:
             for block in denoiser.denoise_blocks(blocks, info.sample_rate, info.channels):
                 output.write(np.clip(block, -1.0, 1.0) if clip else block)
     except AudioError as error:

@@ -12,6 +12,8 @@ from python_multipart import FormParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
+from .limits import BodyLimits
+
 # An answer sent before the whole body was read closes the connection, so the rest is never read.
 CLOSE = {"Connection": "close"}
 
@@ -20,13 +22,6 @@ CLOSE = {"Connection": "close"}
 class Upload:
     data: bytes
     filename: str | None
-
-
-@dataclass(frozen=True)
-class BodyLimits:
-    max_bytes: int
-    timeout: float  # seconds without a byte of body
-    min_rate: float  # bytes per second over the whole body, once it has taken ``timeout`` seconds
 
 
 async def read_upload(request: Request, limits: BodyLimits) -> Upload:
