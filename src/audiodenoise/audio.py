@@ -27,6 +27,8 @@ MP3_KBPS_RANGES = ((32000, 32, 320), (16000, 8, 160), (0, 8, 64))
 # Below this LAME's gapless header does not fit in a frame: the file reads back ~1,700 samples longer.
 MIN_MP3_KBPS = 56
 DEFAULT_MP3_KBPS = 128  # an MP3 written from another format
+READ_BLOCK_FRAMES = 1 << 16  # frames per read of a file: bounds memory whatever its length
+OUTPUT_MARK = "_denoised"  # <stem>_denoised<suffix>: the output's name beside its input, and for downloads
 # WAV data sizes that streaming writers (sox and ffmpeg to a pipe) put in a header: "until the end".
 STREAMED_DATA_SIZE = 0xFFFFFFFF
 
@@ -43,6 +45,26 @@ class AudioInfo:
     format: str
     subtype: str
     kbps: float | None = None  # the encoded bit rate of a lossy file, where its size is known
+
+
+@dataclass(frozen=True)
+class FileResult:
+    audio_seconds: float
+    processing_seconds: float
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.processing_seconds / max(self.audio_seconds, 1e-9)
+
+
+def denoised_name(name: str) -> str:
+    """``talk.wav`` -> ``talk_denoised.wav``."""
+    path = Path(name)
+    return f"{path.stem}{OUTPUT_MARK}{path.suffix}"
+
+
+def is_denoised(path: Path) -> bool:
+    return path.stem.endswith(OUTPUT_MARK)
 
 
 @dataclass(frozen=True)
@@ -109,6 +131,20 @@ def open_output(target: str | Path | BinaryIO, sample_rate: int, channels: int, 
         kbps = min(high, max(MIN_MP3_KBPS, output.mp3_kbps))
         options = {"bitrate_mode": "CONSTANT", "compression_level": (high - kbps) / (high - low)}
     return sf.SoundFile(target, "w", sample_rate, channels, output.subtype, format=output.format, **options)
+
+
+class AudioSink:
+    """Float blocks written into ``target`` in ``output``'s format, clipped to full scale where it needs that."""
+
+    def __init__(self, target: str | Path | BinaryIO, sample_rate: int, channels: int, output: OutputFormat):
+        self.handle = open_output(target, sample_rate, channels, output)
+        self.clip = needs_clipping(output.format, output.subtype)
+
+    def write(self, block: np.ndarray) -> None:
+        self.handle.write(np.clip(block, -1.0, 1.0) if self.clip else block)
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 def inspect_audio(path: str | Path) -> AudioInfo:
@@ -256,19 +292,18 @@ class AtomicWriter:
     def __init__(self, path: str | Path, sample_rate: int, channels: int, output: OutputFormat):
         self.path = Path(path)
         self.temp_path = temporary_sibling(self.path)
-        self.clip = needs_clipping(output.format, output.subtype)
         try:
-            self.handle = open_output(self.temp_path, sample_rate, channels, output)
+            self.sink = AudioSink(self.temp_path, sample_rate, channels, output)
         except (OSError, sf.LibsndfileError, RuntimeError) as error:
             discard(self.temp_path)
             raise AudioError(f"{self.path}: cannot write output ({_reason(error)})") from None
 
     def write(self, block: np.ndarray) -> None:
-        self.handle.write(np.clip(block, -1.0, 1.0) if self.clip else block)
+        self.sink.write(block)
 
     def commit(self) -> None:
         try:
-            self.handle.close()
+            self.sink.close()
             os.replace(self.temp_path, self.path)
         except (OSError, sf.LibsndfileError, RuntimeError) as error:
             discard(self.temp_path)
@@ -283,5 +318,5 @@ class AtomicWriter:
             self.commit()
         else:
             with contextlib.suppress(Exception):
-                self.handle.close()
+                self.sink.close()
             discard(self.temp_path)

@@ -18,6 +18,8 @@ from .audio import (
     AudioError,
     check_channels,
     check_sample_rate,
+    denoised_name,
+    is_denoised,
 )
 from .checkpoint import CheckpointError, read_config
 from .client import DEADLINE_SECONDS, ServerError
@@ -49,7 +51,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Job], list[str]]:
         path = Path(item)
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not _is_output(p)
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not is_denoised(p)
             )
             jobs += [Job(p, p.relative_to(path)) for p in found]
             if not found:
@@ -59,7 +61,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Job], list[str]]:
         else:
             base = _glob_base(path)
             found = sorted(
-                Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file() and not _is_output(Path(p))
+                Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file() and not is_denoised(Path(p))
             )
             jobs += [Job(p, p.relative_to(base)) for p in found]
             if not found:
@@ -77,13 +79,9 @@ def _glob_base(pattern: Path) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def _is_output(path: Path) -> bool:
-    return path.stem.endswith("_denoised")
-
-
 def output_path(job: Job, output: str | None, single_file: bool) -> Path:
     if output is None:
-        return job.source.with_name(f"{job.source.stem}_denoised{job.source.suffix}")
+        return job.source.with_name(denoised_name(job.source.name))
     if single_file and not Path(output).is_dir():
         return Path(output)
     return Path(output) / job.relative

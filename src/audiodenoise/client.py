@@ -15,8 +15,17 @@ from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
 from .atomic import write_atomic
-from .audio import AtomicWriter, AudioError, inspect_audio, output_format, over_limits, read_blocks, refuse_overwriting
-from .denoiser import READ_BLOCK_FRAMES, FileResult
+from .audio import (
+    READ_BLOCK_FRAMES,
+    AtomicWriter,
+    AudioError,
+    FileResult,
+    inspect_audio,
+    output_format,
+    over_limits,
+    read_blocks,
+    refuse_overwriting,
+)
 
 DEADLINE_SECONDS = 600.0  # per file: upload, waits on a busy server (503) and the answer; --server-deadline
 MAX_BUSY_WAIT_SECONDS = 60.0  # ask again at least this often, whatever Retry-After says

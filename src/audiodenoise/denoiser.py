@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,9 @@ import torch
 from . import pretrained
 from .arrays import ArrayLayout, from_frames, to_frames
 from .audio import (
+    READ_BLOCK_FRAMES,
     AtomicWriter,
+    FileResult,
     ResampleStream,
     check_channels,
     check_sample_rate,
@@ -39,21 +40,10 @@ from .spectral import (
     stft,
 )
 
-READ_BLOCK_FRAMES = 1 << 16
 BLOCK_SECONDS = 11.7  # blocks of about this much audio bound memory (4096 frames at the reference settings)
 BLOCK_CHANNELS = 2  # more channels than this share a block's memory: each gets a shorter block
 BATCH_VALUES = 16 * 128 * 128  # features per model call, bounding memory: 16 patches at the reference settings
 INFERENCE_OPTIONS = {"strength", "atten_lim_db"}  # what a checkpoint's "inference" defaults may set
-
-
-@dataclass(frozen=True)
-class FileResult:
-    audio_seconds: float
-    processing_seconds: float
-
-    @property
-    def real_time_factor(self) -> float:
-        return self.processing_seconds / max(self.audio_seconds, 1e-9)
 
 
 class Denoiser:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import logging
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -36,17 +36,18 @@ from starlette.requests import ClientDisconnect
 from swagger_ui_bundle import swagger_ui_path
 
 from .audio import (
+    READ_BLOCK_FRAMES,
     AudioError,
+    AudioSink,
+    denoised_name,
     describe,
-    needs_clipping,
     open_audio,
-    open_output,
     output_format,
     over_limits,
     read_blocks,
 )
 from .checkpoint import CheckpointError
-from .denoiser import READ_BLOCK_FRAMES, Denoiser
+from .denoiser import Denoiser
 from .export import denoiser_onnx
 from .http_guard import NO_FRAMING, Access, GuardMiddleware
 from .limits import Limits
@@ -296,12 +297,11 @@ def denoise_bytes(denoiser: Denoiser, upload: Upload, limits: Limits) -> Denoise
     if problem:
         raise HTTPException(413, problem)
     encoded = io.BytesIO()
-    clip = needs_clipping(info.format, info.subtype)
     blocks = read_blocks(io.BytesIO(upload.data), READ_BLOCK_FRAMES, label)
     try:
-        with open_output(encoded, info.sample_rate, info.channels, output_format(info)) as output:
+        with contextlib.closing(AudioSink(encoded, info.sample_rate, info.channels, output_format(info))) as output:
             for block in denoiser.denoise_blocks(blocks, info.sample_rate, info.channels):
-                output.write(np.clip(block, -1.0, 1.0) if clip else block)
+                output.write(block)
     except AudioError as error:
         raise HTTPException(422, str(error)) from None
     audio_seconds = info.frames / info.sample_rate
@@ -312,7 +312,7 @@ def output_name(upload: Upload, audio_format: str) -> str:
     """``<stem>_denoised<suffix>``, the command line's naming, from the uploaded file's name."""
     name = Path(upload.filename or "audio").name
     suffix = Path(name).suffix or SUFFIXES.get(audio_format, f".{audio_format.lower()}")
-    return f"{Path(name).stem or 'audio'}_denoised{suffix}"
+    return denoised_name(f"{Path(name).stem or 'audio'}{suffix}")
 
 
 def _docs_policy(page: str) -> str:
