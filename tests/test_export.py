@@ -39,7 +39,7 @@ def random_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(random_checkpoint, tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "model.onnx"
-    assert main(["export", "--model", str(random_checkpoint), "--format", "onnx", "-o", str(path)]) == 0
+    assert main(["export", "--model", str(random_checkpoint), "-o", str(path)]) == 0
     return path
 
 

@@ -37,7 +37,7 @@ try:
     deadline = time.monotonic() + 11
     subprocess.run([*cli, "denoise", "-q", "--engine", "onnxruntime", f"{out}/in.wav", "-o", f"{out}/den.wav"],
                    check=True)
-    subprocess.run([*cli, "export", "--format", "onnx", "-o", f"{out}/model.onnx"], check=True)
+    subprocess.run([*cli, "export", "-o", f"{out}/model.onnx"], check=True)
     time.sleep(max(0.0, deadline - time.monotonic()))
 finally:
     server.terminate()

@@ -247,3 +247,9 @@ def test_export_says_what_it_wrote(capsys, tmp_path, identity_checkpoint):
     assert main(["export", "--model", str(identity_checkpoint), "-o", str(target)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{target}: ") and "ONNX" in out and f"{target.stat().st_size / 2**20:.1f} MiB" in out
+
+
+@pytest.mark.parametrize("strength", [-0.1, 1.5, float("nan")])
+def test_another_strength_is_checked_as_the_constructor_checks_it(halving, strength):
+    with pytest.raises(ValueError, match="strength must be within"):
+        halving.with_strength(strength)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -68,7 +67,3 @@ def load_checkpoint(folder: str | Path) -> tuple[UNet, SpectralConfig, dict]:
         raise CheckpointError(f"{folder / WEIGHTS}: corrupt or incompatible weights ({reason})") from None
     model.eval()
     return model, spectral, config
-
-
-def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    write_atomic(path, lambda temp: save_file({k: v.contiguous() for k, v in tensors.items()}, temp))

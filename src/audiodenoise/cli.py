@@ -27,7 +27,6 @@ from .data.corpus import FORMATS
 from .data.dataset import DatasetError
 from .data.mixing import CLEAN_TARGETS
 from .engine import AUTO_ENGINE, DEFAULT_ENGINE, ENGINES
-from .export import FORMATS as EXPORT_FORMATS
 from .limits import Limits
 from .losses import LOSSES
 from .pcm import RAW_FORMATS
@@ -348,7 +347,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     export_onnx(args.model, args.output)
     size = Path(args.output).stat().st_size / 2**20
-    print(f"{args.output}: {args.model} as {args.format.upper()} ({size:.1f} MiB), its settings in the metadata")
+    print(f"{args.output}: {args.model} as ONNX ({size:.1f} MiB), its settings in the metadata")
     return EXIT_OK
 
 
@@ -661,7 +660,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a model as one self-describing ONNX file")
     export.add_argument("--model", default="default", help="bundled model name or checkpoint folder")
-    export.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
     export.add_argument("-o", "--output", required=True, help="file to write, e.g. model.onnx")
     export.set_defaults(run=cmd_export)
 

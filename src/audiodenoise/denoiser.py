@@ -65,9 +65,7 @@ class Denoiser:
         ``low_latency`` takes each frame's gain from a patch that ends just after it (``spectral.low_latency_settings``)
         and streams in blocks of one patch hop: about 0.1 s of latency instead of 12 s, for 4x the compute at the
         reference settings (8x with the long window)."""
-        strength = 1.0 if strength is None else strength
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be within [0, 1], not {strength}")
+        strength = _checked_strength(1.0 if strength is None else strength)
         if atten_lim_db is not None and atten_lim_db < 0:
             raise ValueError(f"the attenuation limit must be >= 0 dB, not {atten_lim_db}")
         if low_latency:
@@ -107,7 +105,7 @@ class Denoiser:
     def with_strength(self, strength: float) -> Denoiser:
         """The same model, weights shared, at another strength."""
         variant = copy.copy(self)
-        variant.strength = strength
+        variant.strength = _checked_strength(strength)
         return variant
 
     @property
@@ -188,6 +186,12 @@ class Denoiser:
         out_start, out_stop = plan.output_span(cfg)
         keep = slice(out_start - start, out_stop - start)
         return (signal[:, keep] / envelope[keep]).T.numpy()
+
+
+def _checked_strength(strength: float) -> float:
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be within [0, 1], not {strength}")
+    return strength
 
 
 def _take_inference_defaults(config: dict, source: Path, options: dict) -> None:

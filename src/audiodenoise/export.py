@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 CONFIG_KEY = "audiodenoise.config"  # metadata_props entry holding the checkpoint's config.json
 OPSET = 17
-FORMATS = ("onnx",)
 
 
 def onnx_bytes(model: UNet, spectral: SpectralConfig, config: dict | None = None) -> bytes:
