@@ -1,8 +1,10 @@
-"""Print SI-SDR and PESQ before and after denoising, and draw the three spectrograms."""
+"""Print SI-SDR, PESQ and STOI before and after denoising and the CPU they ran on, and draw the three
+spectrograms."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +15,16 @@ import numpy as np  # noqa: E402
 
 from audiodenoise.audio import read_audio  # noqa: E402
 from audiodenoise.metrics import score  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from common import machine  # noqa: E402  (the CPU line the benchmark results carry)
+
+# benchmarks/results/speed.json holds only its latest machine (an AVX512-BF16 one), so the plain-AVX2 figure is
+# quoted from the Speed table of docs/benchmarks.md.
+AVX2_EXPECTED = (
+    "expect on a plain AVX2 CPU: real-time factor 0.150 at 1 thread, 0.102 at 2 (AMD EPYC Zen 3, ONNX Runtime, "
+    "60 s file, the model of 2026-11-25; docs/benchmarks.md, Speed)"
+)
 
 
 def mono(path: str) -> tuple[np.ndarray, int]:
@@ -33,6 +45,8 @@ def main() -> None:
     print(f"{'':10}{'SI-SDR (dB)':>12}{'PESQ (wb)':>11}{'STOI':>7}")
     for label, values in (("noisy", before), ("denoised", after)):
         print(f"{label:10}{values['si_sdr']:12.2f}{values['pesq']:11.2f}{values['stoi']:7.3f}")
+    print(f"measured on: {machine()}")
+    print(AVX2_EXPECTED)
     colours = plt.get_cmap("magma").copy()
     colours.set_bad(colours(0.0))  # digital silence: drawn as the quietest colour
     figure, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
