@@ -16,7 +16,12 @@ import soxr
 
 from .atomic import discard, temporary_sibling
 
-SUFFIX_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".mp3": "MP3"}
+# What libsndfile reads and writes, then the containers that PyAV does (media.py, imported when one is used).
+SUFFIX_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".opus": "OGG", ".mp3": "MP3"}
+MEDIA_SUFFIXES = {".m4a": "M4A", ".mp4": "MP4", ".mov": "MOV", ".mkv": "MKV", ".mka": "MKV", ".webm": "WEBM"}
+MEDIA_SUFFIXES[".aac"] = "AAC"  # raw ADTS: read, not written
+SUFFIX_FORMATS |= MEDIA_SUFFIXES
+MEDIA_FORMATS = set(MEDIA_SUFFIXES.values())
 AUDIO_SUFFIXES = set(SUFFIX_FORMATS)
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 384000
@@ -108,6 +113,8 @@ def output_format(info: AudioInfo, destination: str | Path | None = None, mp3_kb
     the input MP3's bit rate, else DEFAULT_MP3_KBPS."""
     suffix = Path(destination).suffix.lower() if destination else ""
     format = SUFFIX_FORMATS.get(suffix, info.format)
+    if format in MEDIA_FORMATS:
+        return OutputFormat(format, "")  # the codec is the container's (media.MediaWriter)
     if format == info.format:
         subtype = info.subtype
     elif format in ("WAV", "FLAC"):
@@ -157,8 +164,29 @@ def inspect_audio(path: str | Path) -> AudioInfo:
     size = path.stat().st_size
     if size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
+    if is_media(path):
+        return _inspect_media(path)
     with open_audio(path, path) as handle:
         return describe(handle, path, size)
+
+
+def is_media(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in MEDIA_SUFFIXES
+
+
+def _inspect_media(path: Path) -> AudioInfo:
+    from . import media
+
+    try:
+        found = media.inspect_media(path)
+    except media.MediaError as error:
+        raise AudioError(f"{path}: {error}") from None
+    if found.frames <= 0:
+        raise AudioError(f"{path}: contains no audio samples")
+    check_sample_rate(found.sample_rate, path)
+    check_channels(found.channels, path)
+    container = MEDIA_SUFFIXES[path.suffix.lower()]
+    return AudioInfo(found.frames, found.sample_rate, found.channels, container, found.codec)
 
 
 def open_audio(source: str | Path | BinaryIO, label: object) -> sf.SoundFile:
@@ -214,6 +242,9 @@ def _reason(error: Exception) -> str:
 def read_blocks(source: str | Path | BinaryIO, block_frames: int, label: object = None) -> Iterator[np.ndarray]:
     """Float32 blocks of shape (frames, channels); corrupt, truncated data and NaN/Inf raise AudioError."""
     label = source if label is None else label
+    if not hasattr(source, "read") and is_media(source):
+        yield from _read_media_blocks(Path(source), block_frames, label)
+        return
     with open_audio(source, label) as handle:
         declared, read = handle.frames, 0
         try:
@@ -230,6 +261,18 @@ def read_blocks(source: str | Path | BinaryIO, block_frames: int, label: object 
                 f"{label}: truncated audio (the header promises {declared / handle.samplerate:.2f} s, "
                 f"the file holds {read / handle.samplerate:.2f} s)"
             )
+
+
+def _read_media_blocks(path: Path, block_frames: int, label: object) -> Iterator[np.ndarray]:
+    from . import media
+
+    try:
+        for block in media.read_media_blocks(path, block_frames):
+            if not np.isfinite(block).all():
+                raise AudioError(f"{label}: contains NaN or Inf samples")
+            yield block
+    except media.MediaError as error:
+        raise AudioError(f"{label}: {error}") from None
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -289,11 +332,22 @@ def needs_clipping(format: str, subtype: str) -> bool:
 class AtomicWriter:
     """Writes an audio file through a temporary sibling that is renamed into place only on success."""
 
-    def __init__(self, path: str | Path, sample_rate: int, channels: int, output: OutputFormat):
+    def __init__(
+        self, path: str | Path, sample_rate: int, channels: int, output: OutputFormat, source: Path | None = None
+    ):
+        """``source``: for a video container, the file whose other streams (video) are copied in."""
+        from . import media
+
         self.path = Path(path)
         self.temp_path = temporary_sibling(self.path)
         try:
-            self.sink = AudioSink(self.temp_path, sample_rate, channels, output)
+            if output.format in MEDIA_FORMATS:
+                self.sink = media.MediaWriter(self.temp_path, sample_rate, channels, output.format, source)
+            else:
+                self.sink = AudioSink(self.temp_path, sample_rate, channels, output)
+        except media.MediaError as error:
+            discard(self.temp_path)
+            raise AudioError(f"{self.path}: {error}") from None
         except (OSError, sf.LibsndfileError, RuntimeError) as error:
             discard(self.temp_path)
             raise AudioError(f"{self.path}: cannot write output ({_reason(error)})") from None
@@ -305,7 +359,7 @@ class AtomicWriter:
         try:
             self.sink.close()
             os.replace(self.temp_path, self.path)
-        except (OSError, sf.LibsndfileError, RuntimeError) as error:
+        except (OSError, sf.LibsndfileError, RuntimeError) as error:  # media.MediaError is a RuntimeError
             discard(self.temp_path)
             reason = error.strerror if isinstance(error, OSError) and error.strerror else _reason(error)
             raise AudioError(f"{self.path}: cannot write output ({reason})") from None

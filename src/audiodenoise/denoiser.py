@@ -149,7 +149,7 @@ class Denoiser:
         info = inspect_audio(source)
         started = time.perf_counter()
         output = output_format(info, destination, mp3_kbps)
-        with AtomicWriter(destination, info.sample_rate, info.channels, output) as writer:
+        with AtomicWriter(destination, info.sample_rate, info.channels, output, Path(source)) as writer:
             for block in self.denoise_blocks(read_blocks(source, READ_BLOCK_FRAMES), info.sample_rate, info.channels):
                 writer.write(block)
         return FileResult(info.frames / info.sample_rate, time.perf_counter() - started)
