@@ -137,6 +137,7 @@ def test_denoise_file_refuses_to_write_its_input(identity, tmp_path, link):
         ("FLOAT", "out.flac", ("FLAC", "PCM_24")),
         ("PCM_24", "out.ogg", ("OGG", "VORBIS")),
         ("PCM_16", "out.mp3", ("MP3", "MPEG_LAYER_III")),
+        ("PCM_16", "out.opus", ("OGG", "OPUS")),
         ("PCM_16", "out.WAV", ("WAV", "PCM_16")),
         ("PCM_16", "no_suffix", ("WAV", "PCM_16")),
     ],
@@ -253,3 +254,12 @@ def test_export_says_what_it_wrote(capsys, tmp_path, identity_checkpoint):
 def test_another_strength_is_checked_as_the_constructor_checks_it(halving, strength):
     with pytest.raises(ValueError, match="strength must be within"):
         halving.with_strength(strength)
+
+
+def test_opus_at_a_rate_it_cannot_keep_is_refused_with_a_suggestion(capsys, tmp_path, identity_checkpoint):
+    sf.write(tmp_path / "talk.wav", speech_like(0.5, 44100), 44100)
+    code, _, err = denoise_cli(
+        capsys, tmp_path / "talk.wav", "-o", tmp_path / "talk.opus", "--model", identity_checkpoint
+    )
+    assert code == 1 and "Opus cannot keep 44100 Hz; write .ogg or .m4a instead" in err
+    assert not (tmp_path / "talk.opus").exists()

@@ -115,6 +115,12 @@ def output_format(info: AudioInfo, destination: str | Path | None = None, mp3_kb
     format = SUFFIX_FORMATS.get(suffix, info.format)
     if format in MEDIA_FORMATS:
         return OutputFormat(format, "")  # the codec is the container's (media.MediaWriter)
+    if suffix == ".opus" and info.subtype != "OPUS":
+        from .media import OPUS_RATES
+
+        if info.sample_rate not in OPUS_RATES:
+            raise AudioError(f"{destination}: Opus cannot keep {info.sample_rate} Hz; write .ogg or .m4a instead")
+        return OutputFormat("OGG", "OPUS")
     if format == info.format:
         subtype = info.subtype
     elif format in ("WAV", "FLAC"):
