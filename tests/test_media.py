@@ -147,3 +147,36 @@ def test_bad_media_is_one_line_naming_the_file(capsys, tmp_path, identity_checkp
     assert code == 1 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and str(source) in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]
+
+
+@pytest.fixture(scope="module")
+def client(identity_checkpoint):
+    from fastapi.testclient import TestClient
+
+    from audiodenoise.server import create_app, load_models
+
+    with TestClient(create_app(load_models([str(identity_checkpoint)])), base_url="http://127.0.0.1") as client:
+        yield client
+
+
+def test_the_server_denoises_a_voice_memo_and_a_video(client, tmp_path):
+    memo, clip = tmp_path / "memo.m4a", tmp_path / "clip.mp4"
+    make_media(memo, "mp4", "aac", 44100)
+    make_media(clip, "mp4", "aac", 44100, channels=1, video=True)
+    for source, media_type in ((memo, "audio/mp4"), (clip, "video/mp4")):
+        response = client.post("/v1/denoise", files={"file": (source.name, source.read_bytes(), media_type)})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == media_type
+        answer = tmp_path / f"answer{source.suffix}"
+        answer.write_bytes(response.content)
+        assert inspect_audio(answer).frames == inspect_audio(source).frames
+    assert video_packets(answer) == video_packets(clip)
+
+
+def test_the_server_refuses_raw_aac_and_broken_media_in_one_line(client, tmp_path):
+    memo = tmp_path / "memo.aac"
+    make_media(memo, "adts", "aac", 44100)
+    raw = client.post("/v1/denoise", files={"file": ("memo.aac", memo.read_bytes(), "audio/aac")})
+    broken = client.post("/v1/denoise", files={"file": ("memo.m4a", b"not audio" * 50, "audio/mp4")})
+    assert raw.status_code == 415 and "write .m4a instead" in raw.json()["error"]
+    assert broken.status_code == 415 and broken.json()["error"].startswith("memo.m4a: not a readable")

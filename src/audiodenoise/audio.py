@@ -146,6 +146,22 @@ def open_output(target: str | Path | BinaryIO, sample_rate: int, channels: int, 
     return sf.SoundFile(target, "w", sample_rate, channels, output.subtype, format=output.format, **options)
 
 
+def open_sink(
+    target: str | Path | BinaryIO,
+    sample_rate: int,
+    channels: int,
+    output: OutputFormat,
+    source: str | Path | BinaryIO | None = None,
+):
+    """A writer (``write(block)``, ``close()``) of ``output`` into ``target``: libsndfile's, or PyAV's for its
+    containers, which copy ``source``'s video. MediaError (a RuntimeError) where PyAV cannot write it."""
+    if output.format in MEDIA_FORMATS:
+        from .media import MediaWriter
+
+        return MediaWriter(target, sample_rate, channels, output.format, source)
+    return AudioSink(target, sample_rate, channels, output)
+
+
 class AudioSink:
     """Float blocks written into ``target`` in ``output``'s format, clipped to full scale where it needs that."""
 
@@ -171,7 +187,7 @@ def inspect_audio(path: str | Path) -> AudioInfo:
     if size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     if is_media(path):
-        return _inspect_media(path)
+        return inspect_media_file(path, path)
     with open_audio(path, path) as handle:
         return describe(handle, path, size)
 
@@ -180,18 +196,19 @@ def is_media(path: str | Path) -> bool:
     return Path(path).suffix.lower() in MEDIA_SUFFIXES
 
 
-def _inspect_media(path: Path) -> AudioInfo:
+def inspect_media_file(source: str | Path | BinaryIO, label: object) -> AudioInfo:
+    """``inspect_audio`` for a PyAV container (``is_media(label)``), a path or a file object."""
     from . import media
 
     try:
-        found = media.inspect_media(path)
+        found = media.inspect_media(source)
     except media.MediaError as error:
-        raise AudioError(f"{path}: {error}") from None
+        raise AudioError(f"{label}: {error}") from None
     if found.frames <= 0:
-        raise AudioError(f"{path}: contains no audio samples")
-    check_sample_rate(found.sample_rate, path)
-    check_channels(found.channels, path)
-    container = MEDIA_SUFFIXES[path.suffix.lower()]
+        raise AudioError(f"{label}: contains no audio samples")
+    check_sample_rate(found.sample_rate, label)
+    check_channels(found.channels, label)
+    container = MEDIA_SUFFIXES[Path(str(label)).suffix.lower()]
     return AudioInfo(found.frames, found.sample_rate, found.channels, container, found.codec)
 
 
@@ -248,8 +265,8 @@ def _reason(error: Exception) -> str:
 def read_blocks(source: str | Path | BinaryIO, block_frames: int, label: object = None) -> Iterator[np.ndarray]:
     """Float32 blocks of shape (frames, channels); corrupt, truncated data and NaN/Inf raise AudioError."""
     label = source if label is None else label
-    if not hasattr(source, "read") and is_media(source):
-        yield from _read_media_blocks(Path(source), block_frames, label)
+    if is_media(str(label)):
+        yield from _read_media_blocks(source, block_frames, label)
         return
     with open_audio(source, label) as handle:
         declared, read = handle.frames, 0
@@ -269,11 +286,11 @@ def read_blocks(source: str | Path | BinaryIO, block_frames: int, label: object 
             )
 
 
-def _read_media_blocks(path: Path, block_frames: int, label: object) -> Iterator[np.ndarray]:
+def _read_media_blocks(source: str | Path | BinaryIO, block_frames: int, label: object) -> Iterator[np.ndarray]:
     from . import media
 
     try:
-        for block in media.read_media_blocks(path, block_frames):
+        for block in media.read_media_blocks(source, block_frames):
             if not np.isfinite(block).all():
                 raise AudioError(f"{label}: contains NaN or Inf samples")
             yield block
@@ -342,18 +359,10 @@ class AtomicWriter:
         self, path: str | Path, sample_rate: int, channels: int, output: OutputFormat, source: Path | None = None
     ):
         """``source``: for a video container, the file whose other streams (video) are copied in."""
-        from . import media
-
         self.path = Path(path)
         self.temp_path = temporary_sibling(self.path)
         try:
-            if output.format in MEDIA_FORMATS:
-                self.sink = media.MediaWriter(self.temp_path, sample_rate, channels, output.format, source)
-            else:
-                self.sink = AudioSink(self.temp_path, sample_rate, channels, output)
-        except media.MediaError as error:
-            discard(self.temp_path)
-            raise AudioError(f"{self.path}: {error}") from None
+            self.sink = open_sink(self.temp_path, sample_rate, channels, output, source)
         except (OSError, sf.LibsndfileError, RuntimeError) as error:
             discard(self.temp_path)
             raise AudioError(f"{self.path}: cannot write output ({_reason(error)})") from None

@@ -7,6 +7,7 @@ import json
 import math
 import mimetypes
 import time
+import uuid
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -101,10 +102,20 @@ class RemoteDenoiser:
         return FileResult(info.frames / info.sample_rate, seconds)
 
     def _post(self, source: str | Path, data: bytes) -> bytes:
-        guessed = mimetypes.guess_type(Path(source).name)[0] or ""
-        content_type = guessed if guessed.startswith("audio/") else "application/octet-stream"
+        """POST ``data`` as the multipart field ``file`` with its name, which tells the server its container."""
+        name = Path(source).name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        part_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        boundary = uuid.uuid4().hex
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            f"Content-Type: {part_type}\r\n\r\n"
+        )
+        body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
         request = Request(
-            f"{self.url}/v1/denoise?{self.query}", data=data, method="POST", headers={"Content-Type": content_type}
+            f"{self.url}/v1/denoise?{self.query}",
+            data=body,
+            method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
         deadline = time.monotonic() + self.deadline
         while True:

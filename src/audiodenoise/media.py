@@ -14,6 +14,7 @@ import fractions
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -37,18 +38,24 @@ class MediaInfo:
     codec: str  # the audio codec, e.g. "aac"
 
 
-def inspect_media(path: str | Path) -> MediaInfo:
-    """The first audio stream's layout; its frames are counted by decoding, so they are exact."""
-    with _open(path) as container:
+def inspect_media(source: str | Path | BinaryIO) -> MediaInfo:
+    """The first audio stream's layout; its frames are counted by decoding, so they are exact. A file object
+    is read from where it is and left there."""
+    start = source.tell() if hasattr(source, "tell") else None
+    with _open(source) as container:
         stream = _audio_stream(container)
         info = (stream.rate, stream.channels, stream.codec_context.name)
-    frames = sum(len(block) for block in read_media_blocks(path, 1 << 16))
+    if start is not None:
+        source.seek(start)
+    frames = sum(len(block) for block in read_media_blocks(source, 1 << 16))
+    if start is not None:
+        source.seek(start)
     return MediaInfo(frames, *info)
 
 
-def read_media_blocks(path: str | Path, block_frames: int) -> Iterator[np.ndarray]:
+def read_media_blocks(source: str | Path | BinaryIO, block_frames: int) -> Iterator[np.ndarray]:
     """Float32 (frames, channels) blocks of the first audio stream, trimmed to the length the container states."""
-    with _open(path) as container:
+    with _open(source) as container:
         stream = _audio_stream(container)
         limit = None
         if stream.duration is not None and stream.time_base is not None:
@@ -80,7 +87,14 @@ class MediaWriter:
     (a MUXERS name), copying the video and subtitle streams of ``source`` when it is given; ``close``
     finishes the file."""
 
-    def __init__(self, path: str | Path, sample_rate: int, channels: int, container: str, source: Path | None):
+    def __init__(
+        self,
+        target: str | Path | BinaryIO,
+        sample_rate: int,
+        channels: int,
+        container: str,
+        source: str | Path | BinaryIO | None,
+    ):
         muxer = MUXERS[container]
         if muxer == "adts":
             raise MediaError("raw AAC (.aac) keeps no timing, so its audio would shift; write .m4a instead")
@@ -89,11 +103,11 @@ class MediaWriter:
             raise MediaError(f"Opus (the codec WebM holds) cannot keep {sample_rate} Hz; write .m4a or .wav instead")
         if channels not in LAYOUTS:
             raise MediaError(f"{container} output takes at most 8 channels, not {channels}; write .wav instead")
-        self.output = av.open(str(path), "w", format=muxer)
+        self.output = av.open(_openable(target), "w", format=muxer)
         try:
             self.audio = self.output.add_stream(codec, rate=sample_rate, layout=LAYOUTS[channels])
             self.audio.bit_rate = KBPS_PER_CHANNEL[codec] * 1000 * channels
-            self.source = av.open(str(source)) if source is not None else None
+            self.source = av.open(_openable(source)) if source is not None else None
             self.copies = {}
             if self.source is not None:
                 for stream in self.source.streams:
@@ -135,9 +149,13 @@ class MediaWriter:
                 container.close()
 
 
-def _open(path: str | Path):
+def _openable(source: str | Path | BinaryIO) -> str | BinaryIO:
+    return source if hasattr(source, "read") or hasattr(source, "write") else str(source)
+
+
+def _open(source: str | Path | BinaryIO):
     try:
-        return av.open(str(path))
+        return av.open(_openable(source))
     except (av.FFmpegError, UnicodeDecodeError) as error:
         raise MediaError(f"not a readable audio or video file ({getattr(error, 'strerror', None) or error})") from None
 

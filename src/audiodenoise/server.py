@@ -38,10 +38,13 @@ from swagger_ui_bundle import swagger_ui_path
 from .audio import (
     READ_BLOCK_FRAMES,
     AudioError,
-    AudioSink,
+    AudioInfo,
     denoised_name,
     describe,
+    inspect_media_file,
+    is_media,
     open_audio,
+    open_sink,
     output_format,
     over_limits,
     read_blocks,
@@ -51,11 +54,14 @@ from .denoiser import Denoiser
 from .export import denoiser_onnx
 from .http_guard import NO_FRAMING, Access, GuardMiddleware
 from .limits import Limits
+from .media import MediaError
 from .uploads import Upload, read_upload
 
 WEB_DIR = Path(__file__).parent / "web"
 logger = logging.getLogger("audiodenoise.server")
 MEDIA_TYPES = {"WAV": "audio/wav", "WAVEX": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg", "MP3": "audio/mpeg"}
+MEDIA_TYPES |= {"M4A": "audio/mp4", "MP4": "video/mp4", "MOV": "video/quicktime", "MKV": "video/x-matroska"}
+MEDIA_TYPES |= {"WEBM": "video/webm", "AAC": "audio/aac"}
 SUFFIXES = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3"}
 # 'wasm-unsafe-eval' lets ONNX Runtime Web compile its WebAssembly; nothing else may be evaluated.
 PAGE_POLICY = (
@@ -281,31 +287,46 @@ def _pick(models: dict[str, Denoiser], default_model: str, model: str | None, st
 
 
 def denoise_bytes(denoiser: Denoiser, upload: Upload, limits: Limits) -> Denoised:
-    """Decode, denoise and encode again in the input's format, block by block; runs in a worker thread."""
+    """Decode, denoise and encode again in the input's format, block by block; runs in a worker thread.
+    A file named as a PyAV container (M4A, WebM, MP4…) is read and written through PyAV, its video copied."""
     started = time.perf_counter()
     label = upload.filename or "upload"
-    try:
-        handle = open_audio(io.BytesIO(upload.data), label)
-    except AudioError as error:
-        raise HTTPException(415, str(error)) from None
-    with handle:
-        try:
-            info = describe(handle, label, len(upload.data))
-        except AudioError as error:
-            raise HTTPException(422, str(error)) from None
+    info = _describe_upload(upload, label)
     problem = over_limits(info, limits.max_seconds, limits.max_channels, limits.max_channel_seconds)
     if problem:
         raise HTTPException(413, problem)
     encoded = io.BytesIO()
     blocks = read_blocks(io.BytesIO(upload.data), READ_BLOCK_FRAMES, label)
     try:
-        with contextlib.closing(AudioSink(encoded, info.sample_rate, info.channels, output_format(info))) as output:
+        sink = open_sink(encoded, info.sample_rate, info.channels, output_format(info), io.BytesIO(upload.data))
+        with contextlib.closing(sink) as output:
             for block in denoiser.denoise_blocks(blocks, info.sample_rate, info.channels):
                 output.write(block)
     except AudioError as error:
         raise HTTPException(422, str(error)) from None
+    except MediaError as error:  # PyAV cannot write it
+        raise HTTPException(415, f"{label}: {error}") from None
     audio_seconds = info.frames / info.sample_rate
     return Denoised(encoded.getvalue(), info.format, audio_seconds, time.perf_counter() - started)
+
+
+def _describe_upload(upload: Upload, label: str) -> AudioInfo:
+    """The upload's layout: 415 when it is not audio, 422 when it is broken."""
+    if is_media(label):
+        try:
+            return inspect_media_file(io.BytesIO(upload.data), label)
+        except AudioError as error:
+            status = 415 if "not a readable" in str(error) else 422
+            raise HTTPException(status, str(error)) from None
+    try:
+        handle = open_audio(io.BytesIO(upload.data), label)
+    except AudioError as error:
+        raise HTTPException(415, str(error)) from None
+    with handle:
+        try:
+            return describe(handle, label, len(upload.data))
+        except AudioError as error:
+            raise HTTPException(422, str(error)) from None
 
 
 def output_name(upload: Upload, audio_format: str) -> str:
