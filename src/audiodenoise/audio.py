@@ -42,6 +42,10 @@ class AudioError(Exception):
     """A problem with an input or output file, worded for the user."""
 
 
+class UnreadableAudio(AudioError):
+    """Not audio at all, as opposed to audio that is broken or out of range (the server's 415 against 422)."""
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     frames: int
@@ -202,6 +206,8 @@ def inspect_media_file(source: str | Path | BinaryIO, label: object) -> AudioInf
 
     try:
         found = media.inspect_media(source)
+    except media.UnreadableMedia as error:
+        raise UnreadableAudio(f"{label}: {error}") from None
     except media.MediaError as error:
         raise AudioError(f"{label}: {error}") from None
     if found.frames <= 0:
@@ -217,7 +223,7 @@ def open_audio(source: str | Path | BinaryIO, label: object) -> sf.SoundFile:
     try:
         return sf.SoundFile(source if hasattr(source, "read") else str(source))
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise AudioError(f"{label}: not a readable audio file ({_reason(error)})") from None
+        raise UnreadableAudio(f"{label}: not a readable audio file ({_reason(error)})") from None
 
 
 def describe(handle: sf.SoundFile, label: object, size_bytes: int | None = None) -> AudioInfo:
@@ -263,7 +269,8 @@ def _reason(error: Exception) -> str:
 
 
 def read_blocks(source: str | Path | BinaryIO, block_frames: int, label: object = None) -> Iterator[np.ndarray]:
-    """Float32 blocks of shape (frames, channels); corrupt, truncated data and NaN/Inf raise AudioError."""
+    """Float32 blocks of shape (frames, channels); corrupt, truncated data and NaN/Inf raise AudioError.
+    ``label`` (default: ``source``) names the file: a PyAV container's suffix there reads it through PyAV."""
     label = source if label is None else label
     if is_media(str(label)):
         yield from _read_media_blocks(source, block_frames, label)

@@ -30,6 +30,10 @@ class MediaError(RuntimeError):
     """A media file that cannot be read or written, in words for the user."""
 
 
+class UnreadableMedia(MediaError):
+    """Not a container FFmpeg can open at all (rather than a broken one)."""
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     frames: int
@@ -39,47 +43,44 @@ class MediaInfo:
 
 
 def inspect_media(source: str | Path | BinaryIO) -> MediaInfo:
-    """The first audio stream's layout; its frames are counted by decoding, so they are exact. A file object
-    is read from where it is and left there."""
-    start = source.tell() if hasattr(source, "tell") else None
+    """The first audio stream's layout; its frames are counted by decoding, so they are exact."""
     with _open(source) as container:
         stream = _audio_stream(container)
-        info = (stream.rate, stream.channels, stream.codec_context.name)
-    if start is not None:
-        source.seek(start)
-    frames = sum(len(block) for block in read_media_blocks(source, 1 << 16))
-    if start is not None:
-        source.seek(start)
-    return MediaInfo(frames, *info)
+        frames = sum(len(block) for block in _decoded_blocks(container, stream, 1 << 16))
+        return MediaInfo(frames, stream.rate, stream.channels, stream.codec_context.name)
 
 
 def read_media_blocks(source: str | Path | BinaryIO, block_frames: int) -> Iterator[np.ndarray]:
     """Float32 (frames, channels) blocks of the first audio stream, trimmed to the length the container states."""
     with _open(source) as container:
-        stream = _audio_stream(container)
-        limit = None
-        if stream.duration is not None and stream.time_base is not None:
-            limit = round(stream.duration * stream.time_base * stream.rate)
-        resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=stream.rate)
-        pending, held, emitted = [], 0, 0
-        try:
-            for frame in container.decode(stream):
-                for packed in resampler.resample(frame):
-                    pending.append(packed.to_ndarray().reshape(-1, stream.channels))
-                    held += len(pending[-1])
-                while held >= block_frames:
-                    block, pending, held = _take(pending, block_frames, held)
-                    block = block if limit is None else block[: max(0, limit - emitted)]
-                    emitted += len(block)
-                    if len(block):
-                        yield block
-        except av.FFmpegError as error:
-            raise MediaError(f"corrupt or truncated audio ({error.strerror or error})") from None
-        if held:
-            block = np.concatenate(pending)
-            block = block if limit is None else block[: max(0, limit - emitted)]
-            if len(block):
-                yield block
+        yield from _decoded_blocks(container, _audio_stream(container), block_frames)
+
+
+def _decoded_blocks(container, stream, block_frames: int) -> Iterator[np.ndarray]:
+    declared = None
+    if stream.duration is not None and stream.time_base is not None:
+        declared = round(stream.duration * stream.time_base * stream.rate)
+    resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=stream.rate)
+    pending, held, emitted = [], 0, 0
+
+    def trimmed(block: np.ndarray) -> np.ndarray:
+        return block if declared is None else block[: max(0, declared - emitted)]
+
+    try:
+        for frame in container.decode(stream):
+            for packed in resampler.resample(frame):
+                pending.append(packed.to_ndarray().reshape(-1, stream.channels))
+                held += len(pending[-1])
+            while held >= block_frames:
+                joined = np.concatenate(pending)
+                block, pending, held = trimmed(joined[:block_frames]), [joined[block_frames:]], held - block_frames
+                emitted += len(block)
+                if len(block):
+                    yield block
+    except av.FFmpegError as error:
+        raise MediaError(f"corrupt or truncated audio ({error.strerror or error})") from None
+    if held and len(block := trimmed(np.concatenate(pending))):
+        yield block
 
 
 class MediaWriter:
@@ -157,7 +158,9 @@ def _open(source: str | Path | BinaryIO):
     try:
         return av.open(_openable(source))
     except (av.FFmpegError, UnicodeDecodeError) as error:
-        raise MediaError(f"not a readable audio or video file ({getattr(error, 'strerror', None) or error})") from None
+        raise UnreadableMedia(
+            f"not a readable audio or video file ({getattr(error, 'strerror', None) or error})"
+        ) from None
 
 
 def _audio_stream(container):
@@ -165,8 +168,3 @@ def _audio_stream(container):
         kinds = ", ".join(sorted({stream.type for stream in container.streams})) or "nothing"
         raise MediaError(f"holds no audio stream (only {kinds})")
     return container.streams.audio[0]
-
-
-def _take(pending: list[np.ndarray], frames: int, held: int) -> tuple[np.ndarray, list[np.ndarray], int]:
-    joined = np.concatenate(pending)
-    return joined[:frames], [joined[frames:]], held - frames

@@ -39,6 +39,7 @@ from .audio import (
     READ_BLOCK_FRAMES,
     AudioError,
     AudioInfo,
+    UnreadableAudio,
     denoised_name,
     describe,
     inspect_media_file,
@@ -312,21 +313,15 @@ def denoise_bytes(denoiser: Denoiser, upload: Upload, limits: Limits) -> Denoise
 
 def _describe_upload(upload: Upload, label: str) -> AudioInfo:
     """The upload's layout: 415 when it is not audio, 422 when it is broken."""
-    if is_media(label):
-        try:
-            return inspect_media_file(io.BytesIO(upload.data), label)
-        except AudioError as error:
-            status = 415 if "not a readable" in str(error) else 422
-            raise HTTPException(status, str(error)) from None
     try:
-        handle = open_audio(io.BytesIO(upload.data), label)
-    except AudioError as error:
-        raise HTTPException(415, str(error)) from None
-    with handle:
-        try:
+        if is_media(label):
+            return inspect_media_file(io.BytesIO(upload.data), label)
+        with open_audio(io.BytesIO(upload.data), label) as handle:
             return describe(handle, label, len(upload.data))
-        except AudioError as error:
-            raise HTTPException(422, str(error)) from None
+    except UnreadableAudio as error:
+        raise HTTPException(415, str(error)) from None
+    except AudioError as error:
+        raise HTTPException(422, str(error)) from None
 
 
 def output_name(upload: Upload, audio_format: str) -> str:
