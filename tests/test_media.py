@@ -180,3 +180,19 @@ def test_the_server_refuses_raw_aac_and_broken_media_in_one_line(client, tmp_pat
     broken = client.post("/v1/denoise", files={"file": ("memo.m4a", b"not audio" * 50, "audio/mp4")})
     assert raw.status_code == 415 and "write .m4a instead" in raw.json()["error"]
     assert broken.status_code == 415 and broken.json()["error"].startswith("memo.m4a: not a readable")
+
+
+def test_denoise_server_sends_a_memo_and_writes_what_o_names(capsys, tmp_path, identity_checkpoint):
+    from test_server_limits import live
+
+    from audiodenoise.server import create_app, load_models
+
+    memo = tmp_path / "memo.m4a"
+    make_media(memo, "mp4", "aac", 44100)
+    with live(create_app(load_models([str(identity_checkpoint)]))) as (host, port):
+        url = f"http://{host}:{port}"
+        for name in ("memo_server.m4a", "memo_server.wav"):
+            code, _, err = denoise_cli(capsys, memo, "-o", tmp_path / name, "--server", url)
+            assert code == 0, err
+            written = inspect_audio(tmp_path / name)
+            assert (written.format, written.frames) == (name.split(".")[1].upper(), int(SECONDS * 44100))

@@ -92,7 +92,7 @@ class RemoteDenoiser:
         output = output_format(info, destination, mp3_kbps)
         if output != output_format(info):
             with AtomicWriter(destination, info.sample_rate, info.channels, output) as writer:
-                for block in read_blocks(io.BytesIO(denoised), READ_BLOCK_FRAMES, f"{source} (as denoised)"):
+                for block in read_blocks(io.BytesIO(denoised), READ_BLOCK_FRAMES, source):  # the source's format
                     writer.write(block)
             return FileResult(info.frames / info.sample_rate, seconds)
         try:
