@@ -51,7 +51,7 @@ def to_frames(audio: object, label: str = "audio", channels: int | None = None) 
                 "pass (samples, channels)"
             )
     samples = _as_float(frames)
-    if not np.isfinite(samples).all():
+    if array.dtype.kind == "f" and not np.isfinite(samples).all():  # integers are always finite
         raise AudioError(f"{label}: contains NaN or Inf samples")
     return samples, ArrayLayout(array.ndim == 1, channels_first, array.dtype)
 
