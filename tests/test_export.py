@@ -14,8 +14,7 @@ from conftest import speech_like
 from audiodenoise import Denoiser
 from audiodenoise.checkpoint import save_checkpoint
 from audiodenoise.cli import main
-from audiodenoise.engine import OnnxEngine, TorchEngine
-from audiodenoise.export import CONFIG_KEY, onnx_bytes
+from audiodenoise.engine import CONFIG_KEY, OnnxEngine, TorchEngine, onnx_bytes
 from audiodenoise.model import ModelConfig, UNet
 from audiodenoise.spectral import SpectralConfig
 

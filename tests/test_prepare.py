@@ -332,5 +332,5 @@ def test_phase_sensitive_target_is_the_clean_magnitude_projected_on_the_noisy_ph
     assert 0 < phase_sensitive[1].sum() < magnitude[1].sum()
     same = patches((clean, clean), spectral, "phase-sensitive")  # no noise: the phase error is 0
     np.testing.assert_allclose(same[1], patches((clean, clean), spectral, "magnitude")[1], atol=1e-6)
-    with pytest.raises(ValueError, match="clean target"):
+    with pytest.raises(ValueError, match="clean_target"):
         MixConfig(clean_target="phase")

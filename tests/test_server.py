@@ -25,8 +25,7 @@ from conftest import denoise_cli
 from fastapi.testclient import TestClient
 
 from audiodenoise.cli import main
-from audiodenoise.engine import TorchEngine
-from audiodenoise.export import CONFIG_KEY
+from audiodenoise.engine import CONFIG_KEY, TorchEngine
 from audiodenoise.server import WEB_DIR, Limits, create_app, load_models
 from audiodenoise.spectral import SpectralConfig
 

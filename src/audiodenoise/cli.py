@@ -6,7 +6,7 @@ import argparse
 import glob
 import os
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import pretrained
@@ -23,15 +23,14 @@ from .audio import (
 )
 from .checkpoint import CheckpointError, read_config
 from .client import DEADLINE_SECONDS, ServerError
-from .data.corpus import FORMATS
+from .config import ConfigError, add_options, given_options, option_type
 from .data.dataset import DatasetError
-from .data.mixing import CLEAN_TARGETS
 from .engine import AUTO_ENGINE, DEFAULT_ENGINE, ENGINES
 from .limits import Limits
-from .losses import LOSSES
+from .model import ModelConfig
 from .pcm import RAW_FORMATS
 from .spectral import DEFAULT_STFT, STFT_PRESETS, SpectralConfig, low_latency_settings
-from .train import SELECTION, TrainingError
+from .train import RunConfig, TrainConfig, TrainingError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 USER_ERRORS = (AudioError, CheckpointError, DatasetError, ServerError, TrainingError, ValueError, OSError)
@@ -179,38 +178,15 @@ def denoise_stream(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _mixing(args: argparse.Namespace):
-    from .data.mixing import MixConfig
-
-    return MixConfig(
-        snr_db=tuple(args.snr_db),
-        level_db=tuple(args.level_db),
-        max_clean_seconds=args.max_clean_seconds,
-        silence_threshold_db=args.silence_threshold_db,
-        max_pause_ms=args.max_pause_ms,
-        edge_pause_ms=args.edge_pause_ms,
-        synthetic_noise_fraction=args.synthetic_noise_fraction,
-        clean_fraction=args.clean_fraction,
-        clean_target=args.clean_target,
-    )
+def _spectral(args: argparse.Namespace, base: dict | None = None) -> dict:
+    """The spectral section: ``base`` (a config file's), then the --stft preset, then single options."""
+    preset = STFT_PRESETS[args.stft].to_dict() if "stft" in args else {}
+    return (base or {}) | preset | given_options(args, "spectral")
 
 
-def _spectral(args: argparse.Namespace):
-    given = {"n_fft": args.n_fft, "hop_length": args.hop_length}
-    return replace(STFT_PRESETS[args.stft], **{name: value for name, value in given.items() if value is not None})
-
-
-def _split(args: argparse.Namespace):
-    from .data.splits import SplitConfig
-
-    return SplitConfig(
-        val_fraction=args.val_fraction,
-        val_speakers=args.val_speakers,
-        noise_val_folds=tuple(args.noise_val_folds),
-        speech_format=args.speech_format,
-        noise_format=args.noise_format,
-        seed=args.seed,
-    )
+def _sections(args: argparse.Namespace, document: dict, names) -> dict:
+    """``document`` with each section's options from the command line laid over it."""
+    return document | {name: document.get(name, {}) | given_options(args, name) for name in names}
 
 
 def _print_dataset(folder: str, manifest: dict) -> None:
@@ -225,15 +201,17 @@ def _print_dataset(folder: str, manifest: dict) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.mixing import MixConfig
     from .data.prepare import parse_shard, prepare
+    from .data.splits import SplitConfig
 
     result = prepare(
         args.speech,
         args.noise,
         args.output,
-        spectral=_spectral(args),
-        mixing=_mixing(args),
-        split_config=_split(args),
+        spectral=SpectralConfig.from_dict(_spectral(args), prefix="spectral."),
+        mixing=MixConfig.from_dict(given_options(args, "mixing")),
+        split_config=SplitConfig.from_dict(given_options(args, "split")),
         max_files=args.max_files,
         files_per_chunk=args.files_per_chunk,
         workers=args.workers,
@@ -257,62 +235,56 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .model import ModelConfig
-    from .train import OnTheFly, TrainConfig, train
+def read_config_file(path: str) -> dict:
+    """A JSON or TOML config file as a dict; one line naming the file when it cannot be read."""
+    import json
+    import tomllib
 
-    if (args.speech is None) != (args.noise is None):
-        raise ValueError("on-the-fly training needs both --speech and --noise")
-    expected = 1 if args.speech else 2
-    if len(args.paths) != expected:
-        raise ValueError(
-            "give RUN_DIR alone with --speech/--noise" if args.speech else "give DATASET RUN_DIR (or --speech/--noise)"
-        )
+    try:
+        text = Path(path).read_text()
+        document = tomllib.loads(text) if Path(path).suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read ({getattr(error, 'strerror', None) or error})") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.endswith('.toml') else 'JSON'} ({error})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: must hold a table of settings")
+    return document
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import RunConfig, train_run
+
+    document = read_config_file(args.config) if args.config else {}
+    if len(args.paths) == 2:
+        document["dataset"] = args.paths[0]
+    elif len(args.paths) != 1:
+        raise ValueError("give DATASET RUN_DIR, or RUN_DIR with --speech/--noise or --config")
+    document = _sections(args, document | given_options(args, "run"), ("model", "train", "mixing", "split"))
+    document["spectral"] = _spectral(args, document.get("spectral"))
+    if "seed" in document["train"] and "seed" not in given_options(args, "split"):
+        document["split"] = document["split"] | {"seed": document["train"]["seed"]}  # --seed: the split's too
+    try:
+        run = RunConfig.from_dict(document)
+    except ConfigError as error:
+        raise ConfigError(f"{args.config}: {error}" if args.config else str(error)) from None
     run_dir = args.paths[-1]
-    data = args.paths[0]
-    if args.speech:
-        data = OnTheFly(
-            args.speech, args.noise, _mixing(args), _split(args), _spectral(args), args.epoch_pairs, args.loader_workers
-        )
-    config = TrainConfig(
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        stop_after=args.stop_after,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        loss=args.loss,
-        waveform_weight=args.waveform_weight,
-        envelope_weight=args.envelope_weight,
-        ema_decay=args.ema_decay,
-        select_by=args.select_by,
-        patience=args.patience,
-        checkpoint_every=args.checkpoint_every,
-        validate_every=args.validate_every or None,
-        threads=args.threads,
-        seed=args.seed,
-        device=args.device,
-        bf16=args.bf16,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        tensorboard=args.tensorboard,
-    )
-    state = train(data, run_dir, ModelConfig(target=args.target), config, resume=args.resume, init_from=args.init_from)
+    state = train_run(run, run_dir, resume=args.resume)
     print(
-        f"{run_dir}: trained {state['step']} steps; best {config.select_by} {state['best']:.5f}; "
-        f"best checkpoint in {Path(run_dir) / 'best'}"
+        f"{run_dir}: trained {state['step']} steps; best {run.train.select_by} {state['best']:.5f}; "
+        f"best checkpoint in {Path(run_dir) / 'best'}; its config in {Path(run_dir) / 'config.json'}"
     )
     return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import find_pairs, run
-    from .report import format_report
+    from .report import format_report, write_report
 
     pairs = find_pairs(args.noisy, args.clean, args.pairs)[: args.max_files]
     report = run(
         pairs,
         args.systems,
-        output_dir=args.output,
         threads=args.threads,
         engine=args.engine,
         progress=True,
@@ -322,6 +294,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for score in report.failures:
         print(f"audiodenoise: error: {score.pair} ({score.system}): {score.error}", file=sys.stderr)
     if args.output:
+        write_report(report, args.output)
         print(f"report: {Path(args.output) / 'report.md'}")
     return EXIT_FAILURES if report.failures or report.skipped else EXIT_OK
 
@@ -329,7 +302,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    limits = Limits(**{field.name: getattr(args, field.name) for field in fields(Limits) if field.name in args})
+    limits = Limits.from_dict(given_options(args, "limits"))
     return serve(
         args.model or ["default"],
         args.host,
@@ -383,73 +356,31 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
             action.help = f"{text} (default: %(default)s)".lstrip()
 
 
-def _number(kind: type, low: float, high: float | None = None, above: bool = False):
-    """An argparse type: ``kind`` at least ``low`` (above it, if ``above``) and at most ``high``."""
-
-    def parse(text: str):
-        value = kind(text)
-        if (value <= low if above else value < low) or (high is not None and value > high):
-            bound = f"within [{low}, {high}]" if high is not None else f"{'above' if above else 'at least'} {low}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
-    return parse
+_positive_int = option_type(int, 1)
+_non_negative_int = option_type(int, 0)
+_positive_float = option_type(float, 0, above=True)
+_non_negative_float = option_type(float, 0)
+_port = option_type(int, 0, 65535)
+_fraction = option_type(float, 0, 1)
 
 
-_positive_int = _number(int, 1)
-_non_negative_int = _number(int, 0)
-_positive_float = _number(float, 0, above=True)
-_non_negative_float = _number(float, 0)
-_port = _number(int, 0, 65535)
-_fraction = _number(float, 0, 1)
-
-
-def _add_corpus_options(parser: argparse.ArgumentParser) -> None:
+def _add_corpus_options(parser: argparse.ArgumentParser, split_seed: bool = True) -> None:
     """Reading, splitting, cleaning and mixing: shared by 'prepare' and on-the-fly 'train'."""
+    from .data.mixing import MixConfig
+    from .data.splits import SplitConfig
+
     group = parser.add_argument_group("corpora and mixing")
-    group.add_argument("--speech-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
-    group.add_argument("--noise-format", choices=FORMATS, default="auto", help="default: from the folder's layout")
-    group.add_argument(
-        "--val-fraction", type=_fraction, default=0.05, help="share of the clean files held out, by whole speakers"
-    )
-    group.add_argument("--val-speakers", type=_positive_int, default=None, help="hold out this many speakers instead")
-    group.add_argument("--noise-val-folds", type=int, nargs="+", default=[10], help="UrbanSound8K validation folds")
-    group.add_argument("--snr-db", type=float, nargs=2, default=(-5.0, 20.0), metavar=("MIN", "MAX"))
-    group.add_argument(
-        "--level-db",
-        type=float,
-        nargs=2,
-        default=(-35.0, -15.0),
-        metavar=("MIN", "MAX"),
-        help="RMS level of the mix, dBFS",
-    )
-    group.add_argument("--max-clean-seconds", type=float, default=10.0, help="drop longer clean clips")
-    group.add_argument("--silence-threshold-db", type=float, default=-40.0, help="silent: this far below the peak")
-    group.add_argument("--max-pause-ms", type=float, default=0.0, help="keep this much of each pause (0: none)")
-    group.add_argument("--edge-pause-ms", type=float, default=0.0, help="add up to this much silence at each end")
-    group.add_argument("--synthetic-noise-fraction", type=_fraction, default=0.3)
-    group.add_argument("--clean-fraction", type=_fraction, default=0.0, help="share of mixes with no noise at all")
-    group.add_argument(
-        "--clean-target",
-        choices=CLEAN_TARGETS,
-        default="magnitude",
-        help="clean patches hold the magnitude, or the magnitude times the cosine of the noisy phase error",
-    )
-    group.add_argument("--seed", type=int, default=0)
+    add_options(group, SplitConfig, "split", skip=() if split_seed else ("seed",))
+    add_options(group, MixConfig, "mixing")
     stft = parser.add_argument_group("STFT (stored in the dataset and every checkpoint)")
     stft.add_argument(
         "--stft",
         choices=STFT_PRESETS,
-        default=DEFAULT_STFT,
-        help="; ".join(f"{name}: n_fft {c.n_fft}, hop {c.hop_length}" for name, c in STFT_PRESETS.items()),
+        default=argparse.SUPPRESS,
+        help="; ".join(f"{name}: n_fft {c.n_fft}, hop {c.hop_length}" for name, c in STFT_PRESETS.items())
+        + f" (default: {DEFAULT_STFT}); the options below change single settings",
     )
-    stft.add_argument(
-        "--n-fft",
-        type=_positive_int,
-        help="window in samples, instead of the preset's (n_fft // 2 + 1: a multiple of 16)",
-    )
-    stft.add_argument("--hop-length", type=_positive_int, help="samples between frames, instead of the preset's")
+    add_options(stft, SpectralConfig, "spectral")
 
 
 def _add_engine_option(parser: argparse.ArgumentParser, runs: str) -> None:
@@ -482,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     denoise.add_argument(
         "--mp3-bitrate",
-        type=_number(int, MIN_MP3_KBPS, MP3_KBPS_RANGES[0][2]),
+        type=option_type(int, MIN_MP3_KBPS, MP3_KBPS_RANGES[0][2]),
         metavar="KBPS",
         help=f"MP3 output at this constant bit rate (default: the input MP3's, else {DEFAULT_MP3_KBPS}; "
         "at most 160 below 32 kHz, 64 below 16 kHz)",
@@ -530,70 +461,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a model",
-        usage="audiodenoise train (DATASET RUN_DIR | --speech DIR --noise DIR RUN_DIR) [options]",
+        usage="audiodenoise train (DATASET RUN_DIR | --speech DIR --noise DIR RUN_DIR | --config FILE RUN_DIR) "
+        "[options]",
     )
     train.add_argument("paths", nargs="+", metavar="[DATASET] RUN_DIR", help="prepared dataset and run folder")
-    train.add_argument("--speech", help="mix on the fly from this speech corpus (no DATASET)")
-    train.add_argument("--noise", help="mix on the fly from this noise corpus (no DATASET)")
-    train.add_argument("--epoch-pairs", type=_positive_int, default=20000, help="pairs per on-the-fly epoch")
-    _add_corpus_options(train)
-    train.add_argument("--target", choices=("mask", "noise"), default="mask", help="'noise' is the reference design")
-    train.add_argument("--epochs", type=_positive_int, default=10)
-    train.add_argument("--max-steps", type=_positive_int, default=None)
     train.add_argument(
-        "--stop-after",
-        type=_positive_int,
-        metavar="STEP",
-        help="end the run at this step, with the learning-rate schedule still planned to the end (resume goes on)",
+        "--config",
+        metavar="FILE",
+        help="a JSON or TOML run config (as RUN_DIR/config.json records it); options given here override it",
     )
-    train.add_argument("--batch-size", type=_positive_int, default=16)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--loss", choices=LOSSES, default=None, help="default: compressed-mse (mask), huber-db (noise)")
-    train.add_argument(
-        "--waveform-weight",
-        type=_non_negative_float,
-        default=0.0,
-        help="add this times the negative SI-SDR (dB) of the patch waveforms to the loss (on the fly only)",
-    )
-    train.add_argument(
-        "--envelope-weight",
-        type=_non_negative_float,
-        default=0.0,
-        help="add this times one minus STOI's band-envelope correlation of the patches to the loss",
-    )
-    train.add_argument(
-        "--ema-decay",
-        type=_fraction,
-        default=0.999,
-        help="decay of the weights' moving average that is validated and saved (0: the raw weights)",
-    )
-    train.add_argument(
-        "--select-by",
-        choices=SELECTION,
-        default="val_snr_db",
-        help="metric that picks best/ (val_si_sdr_db: on the fly only)",
-    )
-    train.add_argument("--patience", type=_positive_int, default=None, help="stop after N validations not improving")
-    train.add_argument("--checkpoint-every", type=_positive_int, default=200, help="steps between checkpoints")
-    train.add_argument("--validate-every", type=int, default=500, help="steps (0: only at the end of each epoch)")
-    train.add_argument("--threads", type=_positive_int, default=os.cpu_count() or 1)
-    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    train.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="autocast to bfloat16 (default: where the GPU or CPU computes in it natively)",
-    )
-    train.add_argument(
-        "--channels-last", action=argparse.BooleanOptionalAction, default=True, help="channels-last memory format"
-    )
-    train.add_argument("--compile", action="store_true", help="torch.compile the model")
-    train.add_argument("--loader-workers", type=int, default=1, help="processes that mix on the fly")
-    train.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
+    add_options(train, RunConfig, "run", skip=("version", "dataset", "model", "train", "mixing", "split", "spectral"))
+    _add_corpus_options(train, split_seed=False)
+    add_options(train.add_argument_group("model"), ModelConfig, "model")
+    add_options(train.add_argument_group("training"), TrainConfig, "train")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last")
-    train.add_argument(
-        "--init-from", help="start from this checkpoint's weights (fine-tuning; its STFT settings may differ)"
-    )
     train.set_defaults(run=cmd_train)
 
     evaluation = commands.add_parser("evaluate", help="score systems on paired noisy and clean recordings")
@@ -626,26 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
-    # Limits left out keep limits.Limits' defaults, which their help shows.
-    for name, kind, text in (
-        ("max_upload_mb", _positive_float, "larger uploads get 413"),
-        ("max_seconds", _positive_float, "longer audio gets 413"),
-        ("max_channels", _positive_int, "audio with more channels gets 413"),
-        ("max_channel_seconds", _positive_float, "more channels x seconds get 413"),
-        ("workers", _positive_int, "requests denoised at once"),
-        ("queue", _non_negative_int, "requests that may wait for a worker; more get 503"),
-        ("max_connections", _positive_int, "open connections; more get 503"),
-        ("body_timeout", _positive_float, "seconds without upload data before a 408"),
-        (
-            "min_upload_kbps",
-            _non_negative_float,
-            "KB/s an upload must average once it has taken --body-timeout s, or 408",
-        ),
-    ):
-        default = getattr(Limits, name)
-        serve.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS, help=f"{text} (default: {default:g})"
-        )
+    add_options(serve, Limits, "limits")
     serve.add_argument(
         "--allowed-host", action="append", default=[], metavar="NAME", help="another Host name to answer to"
     )

@@ -26,7 +26,7 @@ from .audio import (
     refuse_overwriting,
 )
 from .checkpoint import CONFIG, CheckpointError, load_checkpoint
-from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine, resolve_engine
+from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine, load_onnx, onnx_bytes, resolve_engine
 from .model import UNet
 from .spectral import (
     BlockPlan,
@@ -63,8 +63,8 @@ class Denoiser:
         """``model`` is a U-Net, run by ``engine`` (default: DEFAULT_ENGINE), or an ONNX Runtime engine.
 
         ``low_latency`` takes each frame's gain from a patch that ends just after it (``spectral.low_latency_settings``)
-        and streams in blocks of one patch hop: about 0.1 s of latency instead of 12 s, for 4x the compute at the
-        reference settings (8x with the long window)."""
+        and streams in blocks of one patch hop: latency of about a low-latency patch hop instead of a whole block,
+        for ``spectral.patch_hop`` / the low-latency hop times the model runs."""
         strength = _checked_strength(1.0 if strength is None else strength)
         if atten_lim_db is not None and atten_lim_db < 0:
             raise ValueError(f"the attenuation limit must be >= 0 dB, not {atten_lim_db}")
@@ -91,8 +91,6 @@ class Denoiser:
 
         Options left out or None take the checkpoint's ``inference`` defaults (e.g. its tuned strength)."""
         if str(name_or_path).endswith(".onnx"):
-            from .export import load_onnx
-
             path = Path(name_or_path)
             engine, spectral, config = load_onnx(path, options.get("threads"))
             _take_inference_defaults(config, path, options)
@@ -107,6 +105,12 @@ class Denoiser:
         variant = copy.copy(self)
         variant.strength = _checked_strength(strength)
         return variant
+
+    def onnx(self) -> bytes:
+        """The ONNX model this Denoiser runs: its ONNX Runtime engine's bytes, or its PyTorch U-Net exported now."""
+        if isinstance(self.engine, OnnxEngine):
+            return self.engine.model
+        return onnx_bytes(self.engine.net.model, self.spectral)
 
     @property
     def sample_rate(self) -> int:
@@ -162,23 +166,23 @@ class Denoiser:
         yield stream.flush()
 
     @torch.inference_mode()
-    def process_block(self, excerpt: np.ndarray, plan: BlockPlan, known: dict[int, torch.Tensor]) -> np.ndarray:
+    def process_block(self, excerpt: np.ndarray, plan: BlockPlan, cached_gains: dict[int, torch.Tensor]) -> np.ndarray:
         """Denoise the samples of ``plan``'s output span from the ``excerpt`` (samples, channels) of its input span.
 
-        ``known`` maps a patch's first frame to its gains (channels, bins, frames) from earlier blocks; the
+        ``cached_gains`` maps a patch's first frame to its gains (channels, bins, frames) from earlier blocks; the
         patches computed here are added to it."""
         cfg = self.spectral
         spec = stft(torch.from_numpy(np.ascontiguousarray(excerpt.T)), cfg)  # (channels, bins, frames)
         patches = frames_to_patches(magnitude_to_features(spec.abs(), cfg), cfg)
         starts = [plan.context_first_frame + i * cfg.patch_hop for i in range(plan.n_patches)]
-        todo = [i for i, start in enumerate(starts) if start not in known]
-        if todo:
-            batches = patches[:, todo].flatten(0, 1).split(self.batch_size)
-            fresh = torch.cat([self.engine(batch.unsqueeze(1))[:, 0] for batch in batches]).unflatten(
-                0, (-1, len(todo))
+        missing = [i for i, start in enumerate(starts) if start not in cached_gains]
+        if missing:
+            batches = patches[:, missing].flatten(0, 1).split(self.batch_size)
+            computed = torch.cat([self.engine(batch.unsqueeze(1))[:, 0] for batch in batches]).unflatten(
+                0, (-1, len(missing))
             )
-            known.update((starts[i], fresh[:, k]) for k, i in enumerate(todo))
-        gains = torch.stack([known[start] for start in starts], dim=1)
+            cached_gains.update((starts[i], computed[:, k]) for k, i in enumerate(missing))
+        gains = torch.stack([cached_gains[start] for start in starts], dim=1)
         gain = overlap_add_patches(gains, spec.shape[-1], cfg)
         gain = (1.0 - self.strength * (1.0 - gain)).clamp_min(self.gain_floor)
         signal, envelope = istft(spec * gain, cfg)
@@ -214,8 +218,6 @@ def _make_engine(model: UNet | OnnxEngine, spectral: SpectralConfig, engine: str
     if engine in ("torch", "torch-bf16"):
         return TorchEngine(model, spectral.db_scale, bf16=engine == "torch-bf16")
     if engine == "onnxruntime":
-        from .export import onnx_bytes
-
         return OnnxEngine(onnx_bytes(model, spectral), threads)
     raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
@@ -234,7 +236,7 @@ class ModelRateStream:
         self.buffer = np.zeros((-self.buffer_start, channels), dtype=np.float32)
         self.fed = 0
         self.emitted = 0
-        self.known_gains: dict[int, torch.Tensor] = {}
+        self.cached_gains: dict[int, torch.Tensor] = {}
 
     def feed(self, chunk: np.ndarray) -> np.ndarray:
         self.fed += len(chunk)
@@ -265,11 +267,11 @@ class ModelRateStream:
     def _run(self, plan: BlockPlan) -> np.ndarray:
         start, stop = plan.input_span(self.cfg)
         excerpt = self.buffer[start - self.buffer_start : stop - self.buffer_start]
-        result = self.denoiser.process_block(excerpt, plan, self.known_gains)
+        result = self.denoiser.process_block(excerpt, plan, self.cached_gains)
         self.next_frame = plan.last_frame
         following = plan_block(self.next_frame, self.next_frame + self.block_frames, self.cfg)
-        for start in [s for s in self.known_gains if s < following.context_first_frame]:
-            del self.known_gains[start]
+        for start in [s for s in self.cached_gains if s < following.context_first_frame]:
+            del self.cached_gains[start]
         drop = following.input_span(self.cfg)[0] - self.buffer_start
         self.buffer, self.buffer_start = self.buffer[drop:], self.buffer_start + drop
         self.emitted += len(result)

@@ -6,6 +6,9 @@ magnitude gains of the same shape; everything around it (STFT, patches, overlap-
 
 from __future__ import annotations
 
+import io
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +17,15 @@ from torch import nn
 
 from .checkpoint import CheckpointError
 from .model import UNet
+from .spectral import SpectralConfig
 
-# "torch-bf16": PyTorch in bfloat16 (gains within about 0.003 of float32), fast where the CPU computes bf16 natively.
+# "torch-bf16": PyTorch in bfloat16 (gains slightly off float32's), fast where the CPU computes bf16 natively.
 ENGINES = ("auto", "torch", "torch-bf16", "onnxruntime")
 DEFAULT_ENGINE = "auto"
 AUTO_ENGINE = "torch-bf16 where the CPU computes bf16 natively, else onnxruntime"  # the faster of the two on each
 INPUT_NAME, OUTPUT_NAME = "features", "gain"
+CONFIG_KEY = "audiodenoise.config"  # metadata_props entry of an ONNX model holding the checkpoint's config.json
+OPSET = 17
 
 
 def bf16_native(device: torch.device) -> bool:
@@ -94,3 +100,41 @@ class OnnxEngine:
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         batch = np.ascontiguousarray(features.numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])
+
+
+def onnx_bytes(model: UNet, spectral: SpectralConfig, config: dict | None = None) -> bytes:
+    """The model (features -> gain, dynamic batch) as ONNX, with ``config`` embedded as metadata."""
+    import onnx
+
+    config = config or {"spectral": spectral.to_dict(), "model": model.config.to_dict()}
+    buffer = io.BytesIO()
+    example = torch.zeros(1, 1, spectral.n_bins, spectral.patch_frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and folding notes
+        torch.onnx.export(
+            GainNet(model, spectral.db_scale),
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(config)})
+    return graph.SerializeToString()
+
+
+def load_onnx(path: str | Path, threads: int | None = None) -> tuple[OnnxEngine, SpectralConfig, dict]:
+    """An engine over an exported file, its spectral settings and its embedded config."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such ONNX file")
+    engine = OnnxEngine(path.read_bytes(), threads, source=str(path))
+    try:
+        config = json.loads(engine.metadata[CONFIG_KEY])
+        spectral = SpectralConfig.from_dict(config["spectral"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: not an audiodenoise ONNX export (no valid {CONFIG_KEY}: {error})") from None
+    return engine, spectral, config

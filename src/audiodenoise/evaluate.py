@@ -264,14 +264,13 @@ def _process(system: System, noisy: np.ndarray, rate: int, run: SystemRun) -> np
 def run(
     pairs: list[Pair],
     systems: Iterable[str] = DEFAULT_SYSTEMS,
-    output_dir: str | Path | None = None,
     threads: int | None = 1,
     examples: int = 3,
     progress: bool = False,
     log: Callable[[str], None] = lambda line: None,
     engine: str | None = None,
 ) -> Report:
-    """Run every system on every pair and score it; write the report to ``output_dir`` if given.
+    """Run every system on every pair and score it (``report.write_report`` writes the result to a folder).
 
     'noisy' (the input, unprocessed) is always included as the reference. Every system runs at ``threads``
     CPU threads (the previous setting is restored afterwards). A peer that is not installed is skipped with
@@ -293,10 +292,6 @@ def run(
         report = _run(pairs, list(built.values()), threads, examples, progress, log)
     finally:
         torch.set_num_threads(previous)
-    if output_dir is not None:
-        from .report import write_report
-
-        write_report(report, output_dir)
     return report
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import Settings, setting
+
 
 @dataclass(frozen=True)
 class BodyLimits:
@@ -13,16 +15,18 @@ class BodyLimits:
 
 
 @dataclass(frozen=True)
-class Limits:
-    max_upload_mb: float = 50.0
-    max_seconds: float = 600.0
-    max_channels: int = 8
-    max_channel_seconds: float = 1200.0  # work: channels x seconds of audio
-    workers: int = 2
-    queue: int = 16  # requests that may wait for a worker
-    max_connections: int = 64  # open connections; more get 503
-    body_timeout: float = 30.0  # seconds without upload data
-    min_upload_kbps: float = 16.0  # KB/s over an upload that has taken body_timeout seconds
+class Limits(Settings):
+    max_upload_mb: float = setting(50.0, "larger uploads get 413", low=0, above=True)
+    max_seconds: float = setting(600.0, "longer audio gets 413", low=0, above=True)
+    max_channels: int = setting(8, "audio with more channels gets 413", low=1)
+    max_channel_seconds: float = setting(1200.0, "more channels x seconds get 413", low=0, above=True)
+    workers: int = setting(2, "requests denoised at once", low=1)
+    queue: int = setting(16, "requests that may wait for a worker; more get 503", low=0)
+    max_connections: int = setting(64, "open connections; more get 503", low=1)
+    body_timeout: float = setting(30.0, "seconds without upload data before a 408", low=0, above=True)
+    min_upload_kbps: float = setting(
+        16.0, "KB/s an upload must average once it has taken --body-timeout s, or 408", low=0
+    )
 
     @property
     def body(self) -> BodyLimits:

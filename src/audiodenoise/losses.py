@@ -11,7 +11,7 @@ from .model import UNet
 from .spectral import SpectralConfig, istft, magnitude_to_features
 
 LOSSES = ("compressed-mse", "magnitude-mse", "log-mse", "huber-db")
-DEFAULT_LOSS = {"mask": "compressed-mse", "noise": "huber-db"}  # "huber-db" with the noise target is the reference
+DEFAULT_LOSS = {"mask": "compressed-mse", "noise": "huber-db"}  # "huber-db" with the noise target: the seed's design
 SILENT_PATCH_DB = -30.0  # patches whose clean energy is this far below the noisy one have no SI-SDR
 # SI-SDR is soft-limited to about this: otherwise the near-exact patches of clean input (over 100 dB) outweigh
 # every noisy one in a mean of decibels.
@@ -32,7 +32,7 @@ def enhance(
     ``network`` runs the model (a DDP or compiled wrapper of it); by default the model itself."""
     features = magnitude_to_features(noisy, spectral)
     output = (model if network is None else network)(features).float()
-    if model.config.target == "noise":  # the reference subtracts the predicted noise in the scaled-dB domain
+    if model.config.target == "noise":  # the seed's design subtracts the predicted noise in the scaled-dB domain
         enhanced_features = features - output
         return noisy * model.gain(output, spectral.db_scale), enhanced_features
     enhanced = output * noisy
@@ -127,13 +127,13 @@ def band_envelopes(magnitude: torch.Tensor, spectral: SpectralConfig) -> torch.T
 def envelope_correlation(enhanced: torch.Tensor, clean: torch.Tensor, spectral: SpectralConfig) -> torch.Tensor:
     """STOI's intermediate measure on each patch: the mean over bands of the correlation between the clean band
     envelope and the enhanced one, scaled to the clean energy and clipped. (batch,) in [-1, 1]."""
-    reference, estimate = band_envelopes(clean, spectral), band_envelopes(enhanced, spectral)
-    scale = reference.norm(dim=-1, keepdim=True) / estimate.norm(dim=-1, keepdim=True)
-    estimate = torch.minimum(estimate * scale, reference * (1 + 10 ** (STOI_CLIP_DB / 20)))
-    reference = reference - reference.mean(-1, keepdim=True)
+    target, estimate = band_envelopes(clean, spectral), band_envelopes(enhanced, spectral)
+    scale = target.norm(dim=-1, keepdim=True) / estimate.norm(dim=-1, keepdim=True)
+    estimate = torch.minimum(estimate * scale, target * (1 + 10 ** (STOI_CLIP_DB / 20)))
+    target = target - target.mean(-1, keepdim=True)
     estimate = estimate - estimate.mean(-1, keepdim=True)
-    product = (reference * estimate).sum(-1)
-    return (product / (reference.pow(2).sum(-1) * estimate.pow(2).sum(-1) + 1e-12).sqrt()).mean(-1)
+    product = (target * estimate).sum(-1)
+    return (product / (target.pow(2).sum(-1) * estimate.pow(2).sum(-1) + 1e-12).sqrt()).mean(-1)
 
 
 def envelope_loss(

@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .config import Settings, setting
 
 TARGETS = ("mask", "noise")
 MASK_INITIAL_LOGIT = 2.0
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """``target='noise'`` is the reference: the net predicts the scaled-dB noise to subtract.
+class ModelConfig(Settings):
+    """``target='noise'`` is the seed's design: the net predicts the scaled-dB noise to subtract.
     ``target='mask'`` predicts a bounded gain in [0, 1] on the noisy magnitude."""
 
-    target: str = "mask"
-    base_filters: int = 16
-    depth: int = 4
-    dropout: float = 0.5
-    negative_slope: float = 0.2
-
-    def __post_init__(self):
-        if self.target not in TARGETS:
-            raise ValueError(f"model target must be one of {TARGETS}, not {self.target!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown model settings: {sorted(unknown)}")
-        return cls(**values)
+    target: str = setting("mask", "'noise' is the seed U-Net's design", choices=TARGETS)
+    base_filters: int = setting(16, "filters of the first level, doubling at each", low=1)
+    depth: int = setting(4, "down-sampling levels", low=1)
+    dropout: float = setting(0.5, low=0, high=1)
+    negative_slope: float = setting(0.2, low=0)
 
 
 class ConvPair(nn.Sequential):

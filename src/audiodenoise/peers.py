@@ -41,7 +41,7 @@ class System:
 
 
 class Passthrough(System):
-    """No processing: the reference row."""
+    """No processing: the baseline row every system is compared with."""
 
     name = "noisy"
 

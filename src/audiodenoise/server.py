@@ -52,7 +52,6 @@ from .audio import (
 )
 from .checkpoint import CheckpointError
 from .denoiser import Denoiser
-from .export import denoiser_onnx
 from .http_guard import NO_FRAMING, Access, GuardMiddleware
 from .limits import Limits
 from .media import MediaError
@@ -215,7 +214,7 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits(), access: A
             raise HTTPException(404, f"unknown model {name!r}; this server offers {', '.join(models)}")
         with export_lock:
             if name not in onnx_exports:
-                onnx_exports[name] = denoiser_onnx(models[name])
+                onnx_exports[name] = models[name].onnx()
         disposition = f"attachment; filename*=UTF-8''{quote(name)}.onnx"
         return Response(
             onnx_exports[name],

@@ -8,52 +8,43 @@ so a block of audio processed anywhere in a file sees exactly the frames the who
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
+
+from .config import ConfigError, Settings, setting
 
 PATCH_WEIGHTINGS = ("hann", "tail")
 LOW_LATENCY_PATCH_SECONDS = 0.046  # the low-latency patch hop: 16 frames at the reference settings, 8 for "long"
 
 
 @dataclass(frozen=True)
-class SpectralConfig:
-    sample_rate: int = 22050
-    n_fft: int = 255
-    hop_length: int = 63
-    patch_frames: int = 128
-    patch_hop: int = 64
+class SpectralConfig(Settings):
+    sample_rate: int = setting(22050, low=8000)
+    n_fft: int = setting(255, "window in samples (n_fft // 2 + 1: a multiple of 16)", low=16)
+    hop_length: int = setting(63, "samples between frames", low=1)
+    patch_frames: int = setting(128, low=1)
+    patch_hop: int = setting(64, low=1)
     # How patch gains combine: "hann" cross-fades overlapping patches (at patch_hop = patch_frames / 2);
     # "tail" takes each frame from the patch whose last patch_hop frames hold it (low latency, no look-ahead).
-    patch_weighting: str = "hann"
+    patch_weighting: str = setting("hann", choices=PATCH_WEIGHTINGS)
     # Global log-magnitude scaling: feature = (20*log10(max(|X|, amin)) - db_offset) / db_scale.
-    amin: float = 1e-4
+    amin: float = setting(1e-4, low=0, above=True)
     db_offset: float = -30.0
-    db_scale: float = 40.0
+    db_scale: float = setting(40.0, low=0, above=True)
 
-    def __post_init__(self):
-        if self.patch_weighting not in PATCH_WEIGHTINGS:
-            raise ValueError(
-                f"patch_weighting must be one of {', '.join(PATCH_WEIGHTINGS)}, not {self.patch_weighting!r}"
-            )
+    def check(self) -> None:
+        if self.hop_length > self.n_fft:
+            raise ConfigError(f"hop_length: must be at most n_fft ({self.n_fft}), not {self.hop_length}")
+        if self.patch_hop > self.patch_frames:
+            raise ConfigError(f"patch_hop: must be at most patch_frames ({self.patch_frames}), not {self.patch_hop}")
 
     @property
     def n_bins(self) -> int:
         return self.n_fft // 2 + 1
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> SpectralConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown spectral settings: {sorted(unknown)}")
-        return cls(**values)
-
-
-# Named settings for new datasets and models (a checkpoint always carries its own). "reference" is the reference
+# Named settings for new datasets and models (a checkpoint always carries its own). "reference" is the seed's
 # design's 11.6 ms window; "long" a 23 ms window at the same patch size, which resolves speech harmonics.
 STFT_PRESETS = {
     "reference": SpectralConfig(),

@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -26,8 +26,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from .atomic import write_atomic
+from .atomic import write_atomic, write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import ConfigError, Settings, setting
 from .data.dataset import PatchDataset, read_manifest
 from .data.mixing import MixConfig
 from .data.onthefly import MixingDataset, fixed_pairs
@@ -49,6 +50,7 @@ from .model import ModelConfig, UNet
 from .spectral import SpectralConfig
 
 RESUME = "training.safetensors"
+RUN_CONFIG, RUN_CONFIG_VERSION = "config.json", 1
 HISTORY_COLUMNS = [
     "step",
     "epoch",
@@ -69,31 +71,48 @@ class TrainingError(Exception):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    max_steps: int | None = None  # stop early; the schedule ends here too
-    stop_after: int | None = None  # end the run at this step; the schedule still ends at max_steps (or the epochs)
-    batch_size: int = 16  # per process
-    learning_rate: float = 1e-3
-    final_learning_rate: float = 5e-5
-    warmup_steps: int = 200
-    loss: str | None = None  # None: the target's default (see losses.DEFAULT_LOSS)
-    compression: float = 0.3  # magnitude exponent of "compressed-mse"
-    waveform_weight: float = 0.0  # adds this times the negative SI-SDR (dB) of the patches' waveforms (on the fly)
-    envelope_weight: float = 0.0  # adds this times one minus STOI's band-envelope correlation of the patches
-    ema_decay: float = 0.999  # of the weights' moving average that is validated and saved; 0: the raw weights
-    select_by: str = "val_snr_db"  # the validation metric that picks best/
-    patience: int | None = None  # stop after this many validations without improvement
-    checkpoint_every: int = 200
-    validate_every: int | None = 500  # also at the end of every epoch
-    max_val_pairs: int = 512
-    seed: int = 0
-    threads: int = 2
-    device: str = "auto"  # auto: CUDA when present
-    bf16: bool | None = None  # autocast to bfloat16; None: where the hardware computes in it (bf16_native)
-    channels_last: bool = True  # faster on CPU (benchmarks/train_speed.py)
-    compile: bool = False
-    tensorboard: bool = False
+class TrainConfig(Settings):
+    epochs: int = setting(10, low=1)
+    max_steps: int | None = setting(None, "stop after this many steps; the schedule ends here too", low=1)
+    stop_after: int | None = setting(
+        None,
+        "end the run at this step, with the learning-rate schedule still planned to the end (resume goes on)",
+        low=1,
+        metavar="STEP",
+    )
+    batch_size: int = setting(16, "pairs per step and process", low=1)
+    learning_rate: float = setting(1e-3, "after the warm-up, falling along a cosine", low=0)
+    final_learning_rate: float = setting(5e-5, "where the cosine ends", low=0)
+    warmup_steps: int = setting(200, "steps of linear warm-up", low=0)
+    loss: str | None = setting(None, "default: the target's (losses.DEFAULT_LOSS)", choices=LOSSES)
+    compression: float = setting(0.3, "magnitude exponent of compressed-mse", low=0, above=True)
+    waveform_weight: float = setting(
+        0.0, "add this times the negative SI-SDR (dB) of the patch waveforms to the loss (on the fly only)", low=0
+    )
+    envelope_weight: float = setting(
+        0.0, "add this times one minus STOI's band-envelope correlation of the patches to the loss", low=0
+    )
+    ema_decay: float = setting(
+        0.999, "decay of the weights' moving average that is validated and saved (0: the raw weights)", low=0, high=1
+    )
+    select_by: str = setting(
+        "val_snr_db", "metric that picks best/ (val_si_sdr_db: on the fly only)", choices=SELECTION
+    )
+    patience: int | None = setting(None, "stop after N validations not improving", low=1)
+    checkpoint_every: int = setting(200, "steps between checkpoints", low=1)
+    validate_every: int | None = setting(500, "steps, and at the end of each epoch (0: only then)", low=0)
+    max_val_pairs: int = setting(512, "validation pairs scored", low=1)
+    seed: int = setting(0, "of the weights, the batches and (on the fly) the split")
+    threads: int | None = setting(None, "CPU threads (default: every core)", low=1)
+    device: str = setting("auto", "auto (CUDA when present), cpu, cuda, cuda:N")
+    bf16: bool | None = setting(None, "autocast to bfloat16 (default: where the GPU or CPU computes in it natively)")
+    channels_last: bool = setting(True, "channels-last memory format (benchmarks/train_speed.py measures it)")
+    compile: bool = setting(False, "torch.compile the model")
+    tensorboard: bool = setting(False, "also log to RUN_DIR/tensorboard")
+
+    def check(self) -> None:
+        if self.ema_decay == 1:
+            raise ConfigError("ema_decay: must be below 1 (the average would never move)")
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,51 @@ class OnTheFly:
     spectral: SpectralConfig = SpectralConfig()
     epoch_pairs: int = 20000
     workers: int = 1  # DataLoader processes that mix
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    """Everything ``audiodenoise train`` reads from ``--config`` (JSON or TOML) and writes to RUN_DIR/config.json:
+    the data, and one section per config. A prepared dataset brings its own spectral and mixing settings."""
+
+    version: int = setting(RUN_CONFIG_VERSION, choices=(RUN_CONFIG_VERSION,))
+    dataset: str | None = None
+    speech: str | None = setting(None, "mix on the fly from this speech corpus (no DATASET)")
+    noise: str | None = setting(None, "mix on the fly from this noise corpus (no DATASET)")
+    epoch_pairs: int = setting(20000, "pairs per on-the-fly epoch", low=1)
+    loader_workers: int = setting(1, "processes that mix on the fly", low=0)
+    init_from: str | None = setting(None, "start from this checkpoint's weights (fine-tuning; its STFT may differ)")
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    mixing: MixConfig = MixConfig()
+    split: SplitConfig = SplitConfig()
+    spectral: SpectralConfig = SpectralConfig()
+
+    def check(self) -> None:
+        if (self.speech is None) != (self.noise is None):
+            raise ConfigError("speech, noise: on-the-fly training needs both --speech and --noise")
+        if self.dataset is not None and self.speech is not None:
+            raise ConfigError("dataset: mixing on the fly from --speech/--noise takes RUN_DIR alone, no DATASET")
+        if self.dataset is None and self.speech is None:
+            raise ConfigError("dataset: give DATASET RUN_DIR, or --speech and --noise (in options or --config)")
+
+    @property
+    def data(self) -> str | OnTheFly:
+        if self.dataset is not None:
+            return self.dataset
+        return OnTheFly(
+            self.speech, self.noise, self.mixing, self.split, self.spectral, self.epoch_pairs, self.loader_workers
+        )
+
+
+def train_run(run: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
+    """``train`` as RUN_DIR/config.json describes it, after writing that file with the data's own settings
+    (``train --config RUN_DIR/config.json`` runs it again)."""
+    spectral, mixing = source_settings(run.data)
+    resolved = replace(run, spectral=spectral)
+    if mixing is not None:
+        resolved = replace(resolved, mixing=MixConfig.from_dict(mixing, prefix=f"{run.dataset}: mixing."))
+    return train(run.data, run_dir, run.model, run.train, resume, run.init_from, record=resolved)
 
 
 Batch = tuple[torch.Tensor, ...]  # noisy and clean magnitudes; on the fly also their complex spectra
@@ -170,7 +234,7 @@ class MixedBatches:
 def source_settings(data: str | Path | OnTheFly) -> tuple[SpectralConfig, dict | None]:
     """The STFT and mixing settings of a prepared dataset (from its manifest) or an on-the-fly source."""
     if isinstance(data, OnTheFly):
-        return data.spectral, asdict(data.mixing)
+        return data.spectral, data.mixing.to_dict()
     manifest = read_manifest(data)
     return SpectralConfig.from_dict(manifest["spectral"]), manifest.get("mixing")
 
@@ -209,23 +273,17 @@ def _moving_average(decay: float):
 
 
 class Trainer:
-    """One model, its optimizer and the run's state; ``fit`` runs the loop."""
+    """One model, its optimizer, the moving average of its weights and the run's state; ``train`` drives it."""
 
     def __init__(self, model: UNet, spectral: SpectralConfig, config: TrainConfig, device: torch.device):
         if config.bf16 is None:
             config = replace(config, bf16=bf16_native(device))
         self.model, self.spectral, self.config, self.device = model.to(device), spectral, config, device
         self.loss_name = config.loss or DEFAULT_LOSS[model.config.target]
-        if self.loss_name not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss_name!r}; choose from {', '.join(LOSSES)}")
-        if config.select_by not in SELECTION:
-            raise ValueError(f"unknown selection metric {config.select_by!r}; choose from {', '.join(SELECTION)}")
-        if not 0 <= config.ema_decay < 1:
-            raise ValueError(f"the moving average's decay must be in [0, 1), not {config.ema_decay}")
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
-        self.average = (
+        self.moving_average = (
             torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_moving_average(config.ema_decay))
             if config.ema_decay
             else None
@@ -242,9 +300,9 @@ class Trainer:
         return tensor.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
     @property
-    def averaged(self) -> UNet:
+    def validated_model(self) -> UNet:
         """The weights that are validated and saved: the moving average, or the raw weights without one."""
-        return self.model if self.average is None else self.average.module
+        return self.model if self.moving_average is None else self.moving_average.module
 
     def batch_loss(self, batch: Batch, network=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of (noisy, clean[, noisy spectrum, clean spectrum]) patches, and the enhanced magnitudes."""
@@ -265,7 +323,7 @@ class Trainer:
     def validate(self, data: Sequence[Batch]) -> dict[str, float]:
         """Loss, magnitude SNR and band-envelope correlation of the validation pairs, and their mean waveform SI-SDR
         where they carry spectra."""
-        model = self.averaged
+        model = self.validated_model
         model.eval()
         count = min(len(data), self.config.max_val_pairs)
         loss_sum, clean_energy, error_energy, si_sdrs, correlations = 0.0, 0.0, 0.0, [], []
@@ -295,8 +353,8 @@ class Trainer:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        if self.average is not None:
-            self.average.update_parameters(self.model)
+        if self.moving_average is not None:
+            self.moving_average.update_parameters(self.model)
 
     def improved(self, metrics: dict[str, float]) -> bool:
         value = metrics[self.config.select_by]
@@ -311,8 +369,10 @@ class Trainer:
         """Weights, their moving average, optimizer, RNG and state in one file, replaced atomically."""
         optimizer = self.optimizer.state_dict()
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        if self.average is not None:
-            tensors |= {f"average.{k}": v.detach().cpu().contiguous() for k, v in self.average.state_dict().items()}
+        if self.moving_average is not None:
+            tensors |= {
+                f"average.{k}": v.detach().cpu().contiguous() for k, v in self.moving_average.state_dict().items()
+            }
         for index, values in optimizer["state"].items():
             tensors |= {f"optimizer.{index}.{name}": v.detach().cpu().contiguous() for name, v in values.items()}
         tensors["rng.cpu"] = torch.get_rng_state()
@@ -342,8 +402,8 @@ class Trainer:
             raise TrainingError(f"{path}: the checkpoint's model settings differ from this run's ({model_config})")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         average = {k[8:]: v for k, v in tensors.items() if k.startswith("average.")}
-        if average and self.average is not None:  # resume points from before the moving average start it afresh
-            self.average.load_state_dict(average)
+        if average and self.moving_average is not None:  # resume points from before the moving average start it afresh
+            self.moving_average.load_state_dict(average)
         state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
@@ -427,9 +487,11 @@ def train(
     config: TrainConfig = TrainConfig(),
     resume: bool = False,
     init_from: str | Path | None = None,
+    record: RunConfig | None = None,
 ) -> dict:
     """Train until ``config.epochs`` are done (or early stopping) on a prepared dataset folder or an on-the-fly
-    source; returns the final state. ``init_from`` starts from a checkpoint's weights (fine-tuning)."""
+    source; returns the final state. ``init_from`` starts from a checkpoint's weights (fine-tuning); ``record``
+    is written to RUN_DIR/config.json once the run is under way."""
     run_dir = Path(run_dir)
     device = _device(config.device)
     ranks = _ranks_from_environment(device)
@@ -442,7 +504,7 @@ def train(
             f"{model_config.depth} times; use an n_fft whose n_fft // 2 + 1 is a multiple of {multiple} (255, 511)"
         )
     batches, val_data = open_source(data, spectral, config, ranks)
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
     model = UNet(model_config)
     if init_from is not None:
@@ -484,8 +546,10 @@ def train(
     if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_history(history, rows)  # drops rows logged after the checkpoint a resume starts from
+        if record is not None:
+            write_json(run_dir / RUN_CONFIG, record.to_dict())
     info = {
-        "train": asdict(trainer.config) | {"loss": trainer.loss_name, "processes": ranks.world},
+        "train": trainer.config.to_dict() | {"loss": trainer.loss_name, "processes": ranks.world},
         "dataset": source_name,
         "mixing": mixing,
         "init_from": str(init_from) if init_from else None,
@@ -494,13 +558,13 @@ def train(
 
     def checkpoint() -> None:
         if ranks.main:
-            save_checkpoint(last, trainer.averaged, spectral, info | {"step": state["step"]})
+            save_checkpoint(last, trainer.validated_model, spectral, info | {"step": state["step"]})
             trainer.save_resume_point(last / RESUME, info)
 
     def log_validation() -> None:
         metrics = trainer.validate(val_data)
         if trainer.improved(metrics) and ranks.main:
-            save_checkpoint(best, trainer.averaged, spectral, info | {"step": state["step"], **metrics})
+            save_checkpoint(best, trainer.validated_model, spectral, info | {"step": state["step"], **metrics})
         if not ranks.main:
             return
         rows.append(

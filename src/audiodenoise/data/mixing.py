@@ -6,26 +6,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import ConfigError, Settings, setting
+
 CLEAN_TARGETS = ("magnitude", "phase-sensitive")  # what the clean patch of a pair holds (data/pairs.py)
 
 
 @dataclass(frozen=True)
-class MixConfig:
-    max_clean_seconds: float = 10.0
-    silence_frame_ms: float = 20.0
-    silence_threshold_db: float = -40.0  # frames this far below the loudest frame are silent
-    max_pause_ms: float = 0.0  # of each silent run, keep this much; 0 removes every silent frame (the reference)
-    edge_pause_ms: float = 0.0  # up to this much silence is added before and after the speech (0: none)
-    snr_db: tuple[float, float] = (-5.0, 20.0)
-    level_db: tuple[float, float] = (-35.0, -15.0)  # RMS of the noisy mix, dBFS
-    peak_limit: float = 0.99
-    synthetic_noise_fraction: float = 0.3
-    clean_fraction: float = 0.0  # share of mixes left without noise, to learn to pass clean speech through
-    clean_target: str = "magnitude"
+class MixConfig(Settings):
+    max_clean_seconds: float = setting(10.0, "drop longer clean clips", low=0, above=True)
+    silence_frame_ms: float = setting(20.0, low=0, above=True)
+    silence_threshold_db: float = setting(-40.0, "silent: this far below the peak", high=0)
+    max_pause_ms: float = setting(0.0, "keep this much of each pause (0: none, the seed's design)", low=0)
+    edge_pause_ms: float = setting(0.0, "add up to this much silence at each end", low=0)
+    snr_db: tuple[float, float] = setting((-5.0, 20.0), metavar=("MIN", "MAX"))
+    level_db: tuple[float, float] = setting(
+        (-35.0, -15.0), "RMS level of the mix, dBFS", high=0, metavar=("MIN", "MAX")
+    )
+    peak_limit: float = setting(0.99, low=0, high=1, above=True)
+    synthetic_noise_fraction: float = setting(0.3, low=0, high=1)
+    clean_fraction: float = setting(0.0, "share of mixes with no noise at all", low=0, high=1)
+    clean_target: str = setting(
+        "magnitude",
+        "clean patches hold the magnitude, or the magnitude times the cosine of the noisy phase error",
+        choices=CLEAN_TARGETS,
+    )
 
-    def __post_init__(self):
-        if self.clean_target not in CLEAN_TARGETS:
-            raise ValueError(f"unknown clean target {self.clean_target!r}; choose from {', '.join(CLEAN_TARGETS)}")
+    def check(self) -> None:
+        for name in ("snr_db", "level_db"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ConfigError(f"{name}: the minimum {low} is above the maximum {high}")
 
 
 def remove_silence(

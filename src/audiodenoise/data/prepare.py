@@ -124,8 +124,8 @@ def _plan_document(splits, spectral, mixing, split_config, max_files, files_per_
     return {
         "format_version": FORMAT_VERSION,
         "spectral": spectral.to_dict(),
-        "mixing": dataclasses.asdict(mixing),
-        "split": dataclasses.asdict(split_config),
+        "mixing": mixing.to_dict(),
+        "split": split_config.to_dict(),
         "max_files": max_files,
         "files_per_chunk": files_per_chunk,
         "chunks": len(chunks),

@@ -8,19 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import CorpusError, CorpusFile, read_corpus
+from ..config import Settings, setting
+from .corpus import FORMATS, CorpusError, CorpusFile, read_corpus
 
 SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True)
-class SplitConfig:
-    val_fraction: float = 0.05  # of the clean files, held out by whole speakers
-    val_speakers: int | None = None  # a count of validation speakers instead of the fraction
-    noise_val_folds: tuple[int, ...] = (10,)  # UrbanSound8K
-    speech_format: str = "auto"
-    noise_format: str = "auto"
-    seed: int = 0
+class SplitConfig(Settings):
+    val_fraction: float = setting(0.05, "share of the clean files held out, by whole speakers", low=0, high=1)
+    val_speakers: int | None = setting(None, "hold out this many speakers instead", low=1)
+    noise_val_folds: tuple[int, ...] = setting((10,), "UrbanSound8K validation folds")
+    speech_format: str = setting("auto", "default: from the folder's layout", choices=FORMATS)
+    noise_format: str = setting("auto", "default: from the folder's layout", choices=FORMATS)
+    seed: int = setting(0, "of the split and the mixes")
 
 
 @dataclass(frozen=True)
