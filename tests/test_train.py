@@ -1,6 +1,7 @@
 """The trainer: exact resume after kill -9, two-process DDP, NaN handling, corrupt checkpoints, losses, early stop,
 the weights' moving average, and the waveform and envelope losses."""
 
+import json
 import os
 import signal
 import socket
@@ -293,3 +294,69 @@ def test_the_moving_average_warms_up_to_its_decay():
     averaged = [torch.zeros(3)]
     update(averaged, current, torch.tensor(100_000))  # capped at 0.999 late in a run
     torch.testing.assert_close(averaged[0], torch.full((3,), 0.001))
+
+
+def test_every_config_field_has_a_command_line_option():
+    import argparse
+    import dataclasses
+
+    from audiodenoise.cli import build_parser
+    from audiodenoise.data.mixing import MixConfig
+    from audiodenoise.data.splits import SplitConfig
+    from audiodenoise.limits import Limits
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    dests = {name: {action.dest for action in parser._actions} for name, parser in commands.items()}
+    sections = {
+        "train": [("train", TrainConfig), ("model", ModelConfig), ("mixing", MixConfig), ("spectral", SpectralConfig)],
+        "prepare": [("mixing", MixConfig), ("split", SplitConfig), ("spectral", SpectralConfig)],
+        "serve": [("limits", Limits)],
+    }
+    missing = [
+        f"{command} {section}.{field.name}"
+        for command, configs in sections.items()
+        for section, cls in configs
+        for field in dataclasses.fields(cls)
+        if f"{section}.{field.name}" not in dests[command]
+    ]
+    assert not missing
+
+
+def test_a_run_records_its_config_and_train_config_of_it_reproduces_the_run(dataset, tmp_path):
+    first, again = tmp_path / "first", tmp_path / "again"
+    options = [*TRAIN, "--max-steps", "3", "--warmup-steps", "1", "--final-learning-rate", "1e-4"]
+    assert main(["train", str(dataset), str(first), *options]) == 0
+    recorded = json.loads((first / "config.json").read_text())
+    assert recorded["dataset"] == str(dataset) and recorded["train"]["warmup_steps"] == 1
+    assert recorded["train"]["final_learning_rate"] == 1e-4 and recorded["version"] == 1
+    assert main(["train", "--config", str(first / "config.json"), str(again)]) == 0
+    assert same_weights(weights(again), weights(first))
+    assert json.loads((again / "config.json").read_text()) == recorded
+
+
+def test_options_override_a_toml_config(dataset, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(f'dataset = "{dataset}"\n[train]\nmax_steps = 2\nbatch_size = 2\nthreads = 1\nepochs = 1\n')
+    assert main(["train", "--config", str(config), str(tmp_path / "run"), "--max-steps", "1"]) == 0
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["train"]["max_steps"] == 1 and recorded["train"]["batch_size"] == 2
+    assert resume_state(tmp_path / "run")["step"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "mentions"),
+    [
+        ("[train]\nepochz = 3\n", "unknown setting train.epochz"),
+        ("[train]\nepochs = 'three'\n", "train.epochs: must be of type int"),
+        ("[mixing]\nclean_fraction = 2.0\n", "mixing.clean_fraction: must be at most 1"),
+        ("version = 7\n", "version: must be one of 1"),
+        ("[train\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_naming_the_key_and_the_file(dataset, tmp_path, capsys, text, mentions):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    assert main(["train", "--config", str(config), str(dataset), str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert mentions in error and str(config) in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
