@@ -14,7 +14,9 @@ import argparse
 import numpy as np
 from common import CORPUS, print_table, write_results
 
+from audiodenoise import pretrained
 from audiodenoise.audio import read_mono
+from audiodenoise.checkpoint import CONFIG, set_inference_defaults
 from audiodenoise.data.mixing import fit_length, power, remove_silence
 from audiodenoise.data.splits import SplitConfig, split_corpora
 from audiodenoise.denoiser import Denoiser
@@ -111,6 +113,9 @@ def main() -> None:
     parser.add_argument("--select-by", choices=("pesq", "stoi", "si_sdr"), default="pesq")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", default="tune_strength", help="name of the results file")
+    parser.add_argument(
+        "--write", action="store_true", help="record the best strength as the checkpoint folder's inference default"
+    )
     args = parser.parse_args()
     split = SplitConfig(val_fraction=args.val_fraction, seed=args.split_seed)
     pairs = heldout_pairs(args.pairs, split, seed=1, speakers=args.speakers)
@@ -134,6 +139,10 @@ def main() -> None:
     )
     best = max(results, key=lambda s: results[s][args.select_by])
     print(f"best strength by {args.select_by}: {best}")
+    if args.write:
+        folder = pretrained.resolve(args.model)
+        set_inference_defaults(folder, strength=float(best))
+        print(f"{folder / CONFIG}: inference strength {best}")
     write_results(
         args.results,
         {"model": args.model, "speakers": args.speakers, "pairs": len(pairs), "threads": args.threads}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -360,3 +361,24 @@ def test_a_bad_config_file_is_one_line_naming_the_key_and_the_file(dataset, tmp_
     error = capsys.readouterr().err.strip()
     assert mentions in error and str(config) in error and len(error.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_the_tuned_strength_is_recorded_as_the_checkpoints_default(tmp_path):
+    from audiodenoise.checkpoint import read_config, set_inference_defaults
+    from audiodenoise.denoiser import Denoiser
+
+    save_checkpoint(tmp_path, UNet(ModelConfig()), SpectralConfig(), {"step": 3})
+    set_inference_defaults(tmp_path, strength=0.8)
+    assert read_config(tmp_path)["inference"] == {"strength": 0.8} and read_config(tmp_path)["info"] == {"step": 3}
+    assert Denoiser.from_pretrained(tmp_path, engine="torch").strength == 0.8
+
+
+def test_each_stage_of_the_shipped_recipe_is_a_valid_run_config():
+    import tomllib
+
+    from audiodenoise.train import RunConfig
+
+    stages = sorted((Path(__file__).parents[1] / "recipes" / "unet-mask").glob("stage*.toml"))
+    runs = [RunConfig.from_dict(tomllib.loads(stage.read_text())) for stage in stages]
+    assert len(runs) == 6 and runs[0].dataset and all(run.speech for run in runs[1:])
+    assert [run.spectral.n_fft for run in runs] == [255] * 4 + [511] * 2

@@ -50,6 +50,13 @@ def read_config(folder: str | Path) -> dict:
     return config
 
 
+def set_inference_defaults(folder: str | Path, **defaults) -> None:
+    """Record defaults the Denoiser takes when the caller gives none (e.g. a tuned ``strength``) in the config."""
+    config = read_config(folder)
+    config["inference"] = config.get("inference", {}) | defaults
+    write_json(Path(folder) / CONFIG, config)
+
+
 def load_checkpoint(folder: str | Path) -> tuple[UNet, SpectralConfig, dict]:
     """The model (in eval mode), its spectral settings, and the whole config (``info``, ``inference``…)."""
     folder = Path(folder)
