@@ -227,7 +227,7 @@ def test_help_shows_each_options_default():
     assert f"larger uploads get 413 (default: {Limits.max_upload_mb:g})" in serve
     assert f"requests denoised at once (default: {Limits.workers})" in serve
     train = " ".join(help_text("train").split())
-    assert "--batch-size BATCH_SIZE (default: 16)" in train
+    assert "--batch-size BATCH_SIZE pairs per step and process (default: 16)" in train
 
 
 def test_the_low_latency_help_gives_the_default_models_cost():

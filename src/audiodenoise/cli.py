@@ -30,7 +30,7 @@ from .limits import Limits
 from .model import ModelConfig
 from .pcm import RAW_FORMATS
 from .spectral import DEFAULT_STFT, STFT_PRESETS, SpectralConfig, low_latency_settings
-from .train import RunConfig, TrainConfig, TrainingError
+from .train import RunConfig, TrainConfig, TrainingError, train_run
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 USER_ERRORS = (AudioError, CheckpointError, DatasetError, ServerError, TrainingError, ValueError, OSError)
@@ -253,8 +253,6 @@ def read_config_file(path: str) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import RunConfig, train_run
-
     document = read_config_file(args.config) if args.config else {}
     if len(args.paths) == 2:
         document["dataset"] = args.paths[0]
@@ -262,8 +260,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("give DATASET RUN_DIR, or RUN_DIR with --speech/--noise or --config")
     document = _sections(args, document | given_options(args, "run"), ("model", "train", "mixing", "split"))
     document["spectral"] = _spectral(args, document.get("spectral"))
-    if "seed" in document["train"] and "seed" not in given_options(args, "split"):
-        document["split"] = document["split"] | {"seed": document["train"]["seed"]}  # --seed: the split's too
+    if "seed" in given_options(args, "train"):  # --seed: the on-the-fly split's too, as prepare's --seed
+        document["split"] = document["split"] | {"seed": args.__dict__["train.seed"]}
     try:
         run = RunConfig.from_dict(document)
     except ConfigError as error:

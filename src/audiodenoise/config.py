@@ -136,8 +136,9 @@ def add_options(parser, cls: type[Settings], section: str, flags: dict[str, str]
         meta = field.metadata
         bounds = (meta.get("low"), meta.get("high"), meta.get("above", False))
         help_text = meta.get("help", "")
-        if field.default is not None and field.default != () and "default" not in help_text:
-            shown = " ".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
+        if all(field.default is not value for value in (None, False, ())) and "default" not in help_text:
+            values = field.default if isinstance(field.default, tuple) else (field.default,)
+            shown = " ".join(f"{value:g}" if isinstance(value, float) else str(value) for value in values)
             help_text = f"{help_text} (default: {shown})".lstrip()
         options = {
             "dest": f"{section}.{field.name}",
