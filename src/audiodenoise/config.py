@@ -124,9 +124,9 @@ def option_type(kind: type, low: float | None = None, high: float | None = None,
     return parse
 
 
-def add_options(parser, cls: type[Settings], section: str, flags: dict[str, str] | None = None, skip=()) -> None:
-    """One option per field of ``cls`` (``--field-name`` unless ``flags`` renames it), storing into
-    ``SECTION.field`` only when given, so that a config file's values hold where no flag is."""
+def add_options(parser, cls: type[Settings], section: str, skip=()) -> None:
+    """One option ``--field-name`` per field of ``cls`` but those in ``skip``, storing into ``SECTION.field`` only
+    when given, so that a config file's values hold where no flag is."""
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
@@ -161,7 +161,7 @@ def add_options(parser, cls: type[Settings], section: str, flags: dict[str, str]
                 "choices": meta.get("choices"),
                 "metavar": meta.get("metavar") or (None if meta.get("choices") else field.name.upper()),
             }
-        parser.add_argument((flags or {}).get(field.name, "--" + field.name.replace("_", "-")), **options)
+        parser.add_argument("--" + field.name.replace("_", "-"), **options)
 
 
 def given_options(args: argparse.Namespace, section: str) -> dict:
