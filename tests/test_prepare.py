@@ -334,3 +334,17 @@ def test_phase_sensitive_target_is_the_clean_magnitude_projected_on_the_noisy_ph
     np.testing.assert_allclose(same[1], patches((clean, clean), spectral, "magnitude")[1], atol=1e-6)
     with pytest.raises(ValueError, match="clean_target"):
         MixConfig(clean_target="phase")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not text", b"{not json", b"[1, 2]"])
+def test_a_corrupt_manifest_or_checkpoint_config_is_one_line_naming_the_file(tmp_path, capsys, content):
+    data, model = tmp_path / "data", tmp_path / "model"
+    for folder, name in ((data, "manifest.json"), (model, "config.json")):
+        folder.mkdir()
+        (folder / name).write_bytes(content)
+    assert main(["train", str(data), str(tmp_path / "run"), "--max-steps", "1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"{data / 'manifest.json'}: unreadable manifest" in error and len(error.splitlines()) == 1
+    assert main(["export", "--model", str(model), "-o", str(tmp_path / "m.onnx")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"{model / 'config.json'}: unreadable config" in error and len(error.splitlines()) == 1

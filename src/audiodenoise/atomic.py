@@ -1,4 +1,4 @@
-"""Atomic file writes: write a hidden sibling, then rename it onto the target."""
+"""Atomic file writes (write a hidden sibling, then rename it onto the target), and reading back the JSON ones."""
 
 from __future__ import annotations
 
@@ -34,3 +34,14 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
 
 def write_json(path: str | Path, payload: dict) -> None:
     write_atomic(path, lambda temp: temp.write_text(json.dumps(payload, indent=2) + "\n"))
+
+
+def read_json(path: str | Path, error: type[Exception], what: str) -> dict:
+    """The JSON object in ``path``; ``error`` with one line naming the file and ``what`` it should hold if not."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as reason:
+        raise error(f"{path}: unreadable {what} ({reason})") from None
+    if not isinstance(document, dict):
+        raise error(f"{path}: unreadable {what} (not a JSON object)")
+    return document

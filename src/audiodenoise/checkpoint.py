@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .atomic import write_atomic, write_json
+from .atomic import read_json, write_atomic, write_json
 from .model import ModelConfig, UNet
 from .spectral import SpectralConfig
 
@@ -41,10 +40,7 @@ def read_config(folder: str | Path) -> dict:
     path = Path(folder) / CONFIG
     if not path.is_file():
         raise CheckpointError(f"{folder}: not a checkpoint (no {CONFIG})")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: unreadable config ({error})") from None
+    config = read_json(path, CheckpointError, "config")
     if config.get("format") != CHECKPOINT_FORMAT or config.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: not an audiodenoise checkpoint config of version {CHECKPOINT_VERSION}")
     return config

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..atomic import write_atomic
+from ..atomic import read_json, write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -34,10 +33,7 @@ def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise DatasetError(f"{folder}: not a dataset (no {MANIFEST}); make one with 'audiodenoise prepare'")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{path}: unreadable manifest ({error})") from None
+    manifest = read_json(path, DatasetError, "manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DatasetError(f"{path}: unsupported dataset format {manifest.get('format_version')!r}")
     return manifest

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..atomic import write_atomic, write_json
+from ..atomic import read_json, write_atomic, write_json
 from ..audio import AudioError
 from ..spectral import SpectralConfig
 from .dataset import FORMAT_VERSION, MANIFEST, DatasetError, save_shard
@@ -149,10 +149,7 @@ def _read_plan(folder: Path) -> dict | None:
     path = folder / PLAN
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{path}: unreadable ({error})") from None
+    return read_json(path, DatasetError, "dataset plan")
 
 
 def claim_output(output: Path, plan: dict, overwrite: bool) -> None:
