@@ -18,10 +18,10 @@ from common import CORPUS, print_table, write_results
 
 LOADER = """
 import resource, sys, time
-from audiodenoise.train import PreparedBatches
-batches = PreparedBatches(sys.argv[1], batch_size=16, seed=0)
+from audiodenoise.data.sources import PreparedSource
+source = PreparedSource(sys.argv[1])
 started, pairs = time.perf_counter(), 0
-for noisy, clean in batches.epoch(0, 0):
+for noisy, clean in source.epoch(0, 0, batch_size=16, seed=0):
     pairs += len(noisy)
 seconds = time.perf_counter() - started
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))

@@ -11,7 +11,7 @@ import time
 import torch
 from common import print_table, write_results
 
-from audiodenoise.model import ModelConfig, UNet
+from audiodenoise.nets.unet import UNet, UNetConfig
 from audiodenoise.spectral import SpectralConfig
 from audiodenoise.train import TrainConfig, Trainer
 
@@ -30,7 +30,7 @@ def pairs_per_second(setting: dict, threads: int, batch: int, steps: int, device
     torch.set_num_threads(threads)
     config = TrainConfig(batch_size=batch, threads=threads, device=device, **setting)
     spectral = SpectralConfig(n_fft=n_fft)
-    trainer = Trainer(UNet(ModelConfig()), spectral, config, torch.device(device))
+    trainer = Trainer(UNet(UNetConfig()), spectral, config, torch.device(device))
     if config.compile:
         trainer.network = torch.compile(trainer.network)
     shape = (batch, 1, spectral.n_bins, spectral.patch_frames)

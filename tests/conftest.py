@@ -10,13 +10,13 @@ import soundfile as sf
 import torch
 
 from audiodenoise.checkpoint import save_checkpoint
-from audiodenoise.model import ModelConfig, UNet
+from audiodenoise.nets.unet import UNet, UNetConfig
 from audiodenoise.spectral import SpectralConfig
 
 
 def zeroed_head_model(target: str) -> UNet:
     """A U-Net whose output conv is zeroed: a constant head output whatever the input."""
-    model = UNet(ModelConfig(target=target))
+    model = UNet(UNetConfig(target=target))
     with torch.no_grad():
         model.head[2].weight.zero_()
         model.head[2].bias.zero_()

@@ -6,11 +6,11 @@ from audiodenoise.config import ConfigError
 from audiodenoise.data.mixing import MixConfig
 from audiodenoise.data.splits import SplitConfig
 from audiodenoise.limits import Limits
-from audiodenoise.model import ModelConfig
+from audiodenoise.nets.unet import UNetConfig
 from audiodenoise.spectral import SpectralConfig
 from audiodenoise.train import TrainConfig
 
-CONFIGS = (SpectralConfig, ModelConfig, MixConfig, SplitConfig, TrainConfig, Limits)
+CONFIGS = (SpectralConfig, UNetConfig, MixConfig, SplitConfig, TrainConfig, Limits)
 
 
 @pytest.mark.parametrize("cls", CONFIGS)
@@ -32,8 +32,8 @@ def test_an_unknown_key_is_refused_by_name(cls):
         (SpectralConfig, {"n_fft": 255.0}, "n_fft: must be of type int"),
         (SpectralConfig, {"patch_weighting": "box"}, "patch_weighting: must be one of hann, tail"),
         (SpectralConfig, {"hop_length": 300}, "hop_length: must be at most n_fft"),
-        (ModelConfig, {"target": "spectrum"}, "target: must be one of mask, noise"),
-        (ModelConfig, {"dropout": 1.5}, "dropout: must be at most 1"),
+        (UNetConfig, {"target": "spectrum"}, "target: must be one of mask, noise"),
+        (UNetConfig, {"dropout": 1.5}, "dropout: must be at most 1"),
         (MixConfig, {"snr_db": [20, -5]}, "snr_db: the minimum 20.0 is above the maximum -5.0"),
         (MixConfig, {"snr_db": [1, 2, 3]}, "snr_db: must hold 2 values"),
         (MixConfig, {"clean_fraction": -0.1}, "clean_fraction: must be at least 0"),

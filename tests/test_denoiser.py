@@ -117,10 +117,10 @@ def test_unknown_inference_defaults_in_a_checkpoint_are_a_clear_error(identity_c
 def _random_unet():
     import torch
 
-    from audiodenoise.model import ModelConfig, UNet
+    from audiodenoise.nets.unet import UNet, UNetConfig
 
     torch.manual_seed(0)
-    return UNet(ModelConfig(base_filters=4, depth=2)).eval()
+    return UNet(UNetConfig(base_filters=4, depth=2)).eval()
 
 
 def _streamed(denoiser: Denoiser, signal: np.ndarray, rate: int, seed: int) -> np.ndarray:

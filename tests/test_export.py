@@ -15,7 +15,7 @@ from audiodenoise import Denoiser
 from audiodenoise.checkpoint import save_checkpoint
 from audiodenoise.cli import main
 from audiodenoise.engine import CONFIG_KEY, OnnxEngine, TorchEngine, onnx_bytes
-from audiodenoise.model import ModelConfig, UNet
+from audiodenoise.nets.unet import UNet, UNetConfig
 from audiodenoise.spectral import SpectralConfig
 
 RATE = 16000
@@ -23,7 +23,7 @@ RATE = 16000
 
 def random_model(target: str, seed: int = 0) -> UNet:
     torch.manual_seed(seed)
-    return UNet(ModelConfig(target=target)).eval()
+    return UNet(UNetConfig(target=target)).eval()
 
 
 @pytest.fixture(scope="module")

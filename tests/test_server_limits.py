@@ -22,7 +22,7 @@ from starlette.routing import Mount
 
 from audiodenoise.audio import AudioError, inspect_audio
 from audiodenoise.checkpoint import save_checkpoint
-from audiodenoise.model import ModelConfig, UNet
+from audiodenoise.nets.unet import UNet, UNetConfig
 from audiodenoise.server import IsolatedStaticFiles, Limits, create_app, load_models
 from audiodenoise.spectral import SpectralConfig
 
@@ -272,7 +272,7 @@ print(peak_mib() - before, len(result.data))
 def test_a_compressed_many_channel_upload_is_denoised_in_bounded_memory(tmp_path):
     """8 channels x 384 kHz of silent FLAC (a few hundred KB) decodes to 100s of MB: it is processed in blocks
     whose memory does not grow with the channel count (it grew to over 1 GiB at 60 s before)."""
-    small = UNet(ModelConfig(base_filters=4, depth=2))
+    small = UNet(UNetConfig(base_filters=4, depth=2))
     save_checkpoint(tmp_path / "small", small.eval(), SpectralConfig())
     (tmp_path / "silence.flac").write_bytes(silence(8, 384000, 12))
     (tmp_path / "warm.wav").write_bytes(wav())

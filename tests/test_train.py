@@ -21,7 +21,7 @@ from audiodenoise.checkpoint import load_checkpoint, save_checkpoint
 from audiodenoise.cli import main
 from audiodenoise.engine import bf16_native
 from audiodenoise.losses import LOSSES
-from audiodenoise.model import ModelConfig, UNet
+from audiodenoise.nets.unet import UNet, UNetConfig
 from audiodenoise.spectral import STFT_PRESETS, SpectralConfig
 from audiodenoise.train import TrainConfig, TrainingError, train
 
@@ -78,10 +78,10 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(dataset, tmp_path):
 def test_stop_after_ends_early_on_the_full_schedule_and_resume_completes_it(dataset, tmp_path):
     # No warm-up, so every step's learning rate depends on the planned length of the cosine.
     planned = TrainConfig(epochs=1, max_steps=6, batch_size=2, threads=1, warmup_steps=0, validate_every=3)
-    straight = train(dataset, tmp_path / "straight", ModelConfig(), planned)
-    stopped = train(dataset, tmp_path / "stopped", ModelConfig(), replace(planned, stop_after=3))
+    straight = train(dataset, tmp_path / "straight", UNetConfig(), planned)
+    stopped = train(dataset, tmp_path / "stopped", UNetConfig(), replace(planned, stop_after=3))
     assert (straight["step"], stopped["step"]) == (6, 3)
-    resumed = train(dataset, tmp_path / "stopped", ModelConfig(), planned, resume=True)
+    resumed = train(dataset, tmp_path / "stopped", UNetConfig(), planned, resume=True)
     assert resumed["step"] == 6 and resumed["weights_sha256"] == straight["weights_sha256"]
 
     def validated_steps(run):  # a step validated in the loop is not validated again at the run's end
@@ -99,7 +99,7 @@ def _free_port() -> int:
 def _ddp_rank(rank: int, world: int, port: int, dataset, run, results) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     config = TrainConfig(epochs=1, max_steps=3, batch_size=2, threads=1, validate_every=0, device="cpu")
-    state = train(dataset, run, ModelConfig(), config)
+    state = train(dataset, run, UNetConfig(), config)
     results.put((rank, state["weights_sha256"], state["step"]))
     torch.distributed.destroy_process_group()
 
@@ -150,21 +150,21 @@ def test_resuming_with_other_stft_settings_is_refused(dataset, tmp_path):
 
     run = tmp_path / "run"
     assert main(["train", str(dataset), str(run), *TRAIN[:-4], "--epochs", "1"]) == 0
-    other = Trainer(UNet(ModelConfig()), SpectralConfig(hop_length=32), TrainConfig(), torch.device("cpu"))
+    other = Trainer(UNet(UNetConfig()), SpectralConfig(hop_length=32), TrainConfig(), torch.device("cpu"))
     with pytest.raises(TrainingError, match="STFT settings differ"):
         other.load_resume_point(run / "last" / "training.safetensors")
 
 
 def test_fine_tuning_may_start_from_weights_of_another_stft_but_not_another_sample_rate(dataset, tmp_path, capsys):
     source = tmp_path / "long"  # the dataset has the reference settings
-    save_checkpoint(source, UNet(ModelConfig(target="mask")), STFT_PRESETS["long"])
+    save_checkpoint(source, UNet(UNetConfig(target="mask")), STFT_PRESETS["long"])
     run = tmp_path / "run"
     argv = ["train", str(dataset), str(run), *TRAIN, "--max-steps", "1", "--learning-rate", "0", "--ema-decay", "0"]
     assert main([*argv, "--init-from", str(source)]) == 0
     assert "other STFT settings: n_fft 511 -> 255, hop_length 128 -> 63" in capsys.readouterr().out
     assert load_checkpoint(run / "last")[1] == SpectralConfig()
     assert same_weights(weights(run), weights(source, "."))
-    save_checkpoint(source, UNet(ModelConfig(target="mask")), SpectralConfig(sample_rate=16000))
+    save_checkpoint(source, UNet(UNetConfig(target="mask")), SpectralConfig(sample_rate=16000))
     argv[2] = str(tmp_path / "other")
     assert main([*argv, "--init-from", str(source)]) == 2
     assert "22050 Hz, but the checkpoint" in (error := capsys.readouterr().err) and "is for 16000 Hz" in error
@@ -182,14 +182,14 @@ def test_bf16_defaults_to_what_the_cpu_computes_natively_and_is_recorded(dataset
 @pytest.mark.parametrize("target", ["mask", "noise"])
 def test_every_loss_trains_both_targets(dataset, tmp_path, loss, target):
     config = TrainConfig(epochs=1, max_steps=2, batch_size=2, threads=1, loss=loss, validate_every=0)
-    state = train(dataset, tmp_path / "run", ModelConfig(target=target), config)
+    state = train(dataset, tmp_path / "run", UNetConfig(target=target), config)
     assert state["step"] == 2 and torch.isfinite(torch.tensor(state["best"]))
 
 
 def test_early_stopping_ends_the_run(dataset, tmp_path):
     # With a zero learning rate nothing improves after the first validation, so patience 2 stops at the third.
     config = TrainConfig(epochs=50, batch_size=2, threads=1, learning_rate=0.0, validate_every=1, patience=2)
-    state = train(dataset, tmp_path / "run", ModelConfig(), config)
+    state = train(dataset, tmp_path / "run", UNetConfig(), config)
     assert state["step"] == 3 and state["stale"] == 2
 
 
@@ -309,7 +309,7 @@ def test_every_config_field_has_a_command_line_option():
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     dests = {name: {action.dest for action in parser._actions} for name, parser in commands.items()}
     sections = {
-        "train": [("train", TrainConfig), ("model", ModelConfig), ("mixing", MixConfig), ("spectral", SpectralConfig)],
+        "train": [("train", TrainConfig), ("model", UNetConfig), ("mixing", MixConfig), ("spectral", SpectralConfig)],
         "prepare": [("mixing", MixConfig), ("split", SplitConfig), ("spectral", SpectralConfig)],
         "serve": [("limits", Limits)],
     }
@@ -367,7 +367,7 @@ def test_the_tuned_strength_is_recorded_as_the_checkpoints_default(tmp_path):
     from audiodenoise.checkpoint import read_config, set_inference_defaults
     from audiodenoise.denoiser import Denoiser
 
-    save_checkpoint(tmp_path, UNet(ModelConfig()), SpectralConfig(), {"step": 3})
+    save_checkpoint(tmp_path, UNet(UNetConfig()), SpectralConfig(), {"step": 3})
     set_inference_defaults(tmp_path, strength=0.8)
     assert read_config(tmp_path)["inference"] == {"strength": 0.8} and read_config(tmp_path)["info"] == {"step": 3}
     assert Denoiser.from_pretrained(tmp_path, engine="torch").strength == 0.8

@@ -1,4 +1,5 @@
-"""Self-describing checkpoints: ``model.safetensors`` beside a ``config.json`` that holds every setting."""
+"""Self-describing checkpoints: ``model.safetensors`` beside a ``config.json`` that names the architecture and holds
+every setting. Version 1 configs (before the registry) name no architecture: they are U-Nets."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from .atomic import read_json, write_atomic, write_json
-from .model import ModelConfig, UNet
+from .nets import architecture_name, build, read_settings
 from .spectral import SpectralConfig
 
 CHECKPOINT_FORMAT = "audiodenoise-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
@@ -21,13 +24,14 @@ class CheckpointError(Exception):
     pass
 
 
-def save_checkpoint(folder: str | Path, model: UNet, spectral: SpectralConfig, info: dict | None = None) -> None:
+def save_checkpoint(folder: str | Path, model: nn.Module, spectral: SpectralConfig, info: dict | None = None) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     config = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
+        "architecture": architecture_name(model),
         "spectral": spectral.to_dict(),
         "model": model.config.to_dict(),
         "info": info or {},
@@ -41,8 +45,11 @@ def read_config(folder: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{folder}: not a checkpoint (no {CONFIG})")
     config = read_json(path, CheckpointError, "config")
-    if config.get("format") != CHECKPOINT_FORMAT or config.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: not an audiodenoise checkpoint config of version {CHECKPOINT_VERSION}")
+    if config.get("format") != CHECKPOINT_FORMAT or config.get("version") not in READABLE_VERSIONS:
+        versions = " or ".join(map(str, READABLE_VERSIONS))
+        raise CheckpointError(f"{path}: not an audiodenoise checkpoint config of version {versions}")
+    if config["version"] == 1:
+        config = config | {"version": CHECKPOINT_VERSION, "architecture": "unet"}
     return config
 
 
@@ -53,13 +60,13 @@ def set_inference_defaults(folder: str | Path, **defaults) -> None:
     write_json(Path(folder) / CONFIG, config)
 
 
-def load_checkpoint(folder: str | Path) -> tuple[UNet, SpectralConfig, dict]:
+def load_checkpoint(folder: str | Path) -> tuple[nn.Module, SpectralConfig, dict]:
     """The model (in eval mode), its spectral settings, and the whole config (``info``, ``inference``…)."""
     folder = Path(folder)
     config = read_config(folder)
     try:
         spectral = SpectralConfig.from_dict(config["spectral"])
-        model = UNet(ModelConfig.from_dict(config["model"]))
+        model = build(read_settings(config.get("architecture"), config["model"]))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG}: invalid settings ({error})") from None
     try:

@@ -6,7 +6,7 @@ import argparse
 import glob
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import pretrained
@@ -27,7 +27,7 @@ from .config import ConfigError, add_options, given_options, option_type
 from .data.dataset import DatasetError
 from .engine import AUTO_ENGINE, DEFAULT_ENGINE, ENGINES
 from .limits import Limits
-from .model import ModelConfig
+from .nets import ARCHITECTURES
 from .pcm import RAW_FORMATS
 from .spectral import DEFAULT_STFT, STFT_PRESETS, SpectralConfig, low_latency_settings
 from .train import RunConfig, TrainConfig, TrainingError, train_run
@@ -334,7 +334,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         parameters = sum(p.numel() for p in model.parameters()) / 1e6
         marker = " (default)" if name == pretrained.DEFAULT_MODEL else ""
         print(
-            f"{name}{marker}: predicts a {model.config.target}; STFT n_fft {spectral.n_fft}, hop {spectral.hop_length} "
+            f"{name}{marker}: {model.summary}; STFT n_fft {spectral.n_fft}, hop {spectral.hop_length} "
             f"at {spectral.sample_rate} Hz; latency {latency:.1f} s ({low_latency * 1000:.0f} ms with --low-latency); "
             f"{parameters:.2f} M parameters, {(folder / WEIGHTS).stat().st_size / 2**20:.1f} MiB"
         )
@@ -434,8 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     streaming.add_argument(
         "--low-latency",
         action="store_true",
-        help=f"about 0.1 s of latency instead of 12 s, for {low_latency_cost(default_stft):g}x the default model's "
-        "compute ('audiodenoise models' gives each model's latency)",
+        help=f"a latency of a fraction of a second instead of a whole block's, for {low_latency_cost(default_stft):g}x "
+        "the default model's compute ('audiodenoise models' gives each model's latency)",
     )
     denoise.set_defaults(run=cmd_denoise)
 
@@ -470,7 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_options(train, RunConfig, "run", skip=("version", "dataset", "model", "train", "mixing", "split", "spectral"))
     _add_corpus_options(train, split_seed=False)
-    add_options(train.add_argument_group("model"), ModelConfig, "model")
+    model_options, named = train.add_argument_group("model (the --architecture's settings)"), set()
+    for network in ARCHITECTURES.values():
+        add_options(model_options, network.config_class, "model", skip=named)
+        named |= {field.name for field in fields(network.config_class)}
     add_options(train.add_argument_group("training"), TrainConfig, "train")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last")
     train.set_defaults(run=cmd_train)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import pretrained
 from .arrays import ArrayLayout, from_frames, to_frames
@@ -27,7 +28,6 @@ from .audio import (
 )
 from .checkpoint import CONFIG, CheckpointError, load_checkpoint
 from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine, load_onnx, onnx_bytes, resolve_engine
-from .model import UNet
 from .spectral import (
     BlockPlan,
     SpectralConfig,
@@ -49,7 +49,7 @@ INFERENCE_OPTIONS = {"strength", "atten_lim_db"}  # what a checkpoint's "inferen
 class Denoiser:
     def __init__(
         self,
-        model: UNet | OnnxEngine,
+        model: nn.Module | OnnxEngine,
         spectral: SpectralConfig,
         name: str = "model",
         strength: float | None = None,
@@ -60,7 +60,7 @@ class Denoiser:
         engine: str | None = None,
         low_latency: bool = False,
     ):
-        """``model`` is a U-Net, run by ``engine`` (default: DEFAULT_ENGINE), or an ONNX Runtime engine.
+        """``model`` is a network from ``nets``, run by ``engine`` (default: DEFAULT_ENGINE), or an ONNX Runtime engine.
 
         ``low_latency`` takes each frame's gain from a patch that ends just after it (``spectral.low_latency_settings``)
         and streams in blocks of one patch hop: latency of about a low-latency patch hop instead of a whole block,
@@ -107,7 +107,7 @@ class Denoiser:
         return variant
 
     def onnx(self) -> bytes:
-        """The ONNX model this Denoiser runs: its ONNX Runtime engine's bytes, or its PyTorch U-Net exported now."""
+        """The ONNX model this Denoiser runs: its ONNX Runtime engine's bytes, or its PyTorch network exported now."""
         if isinstance(self.engine, OnnxEngine):
             return self.engine.model
         return onnx_bytes(self.engine.net.model, self.spectral)
@@ -209,7 +209,7 @@ def _take_inference_defaults(config: dict, source: Path, options: dict) -> None:
             options[key] = value
 
 
-def _make_engine(model: UNet | OnnxEngine, spectral: SpectralConfig, engine: str | None, threads: int | None):
+def _make_engine(model: nn.Module | OnnxEngine, spectral: SpectralConfig, engine: str | None, threads: int | None):
     if isinstance(model, OnnxEngine):
         if engine not in (None, "auto", "onnxruntime"):
             raise ValueError("an ONNX model runs only on the onnxruntime engine")

@@ -1,4 +1,4 @@
-"""What computes the patch gains: PyTorch on the U-Net, or ONNX Runtime on its exported graph.
+"""What computes the patch gains: PyTorch on the network, or ONNX Runtime on its exported graph.
 
 An engine is called with scaled log-magnitude features (batch, 1, bins, frames) and returns the
 magnitude gains of the same shape; everything around it (STFT, patches, overlap-add) is shared.
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError
-from .model import UNet
+from .nets import architecture_name
 from .spectral import SpectralConfig
 
 # "torch-bf16": PyTorch in bfloat16 (gains slightly off float32's), fast where the CPU computes bf16 natively.
@@ -50,9 +50,9 @@ def resolve_engine(engine: str) -> str:
 
 
 class GainNet(nn.Module):
-    """The U-Net followed by the conversion of its output to a magnitude gain."""
+    """The network followed by its output contract's conversion to a magnitude gain."""
 
-    def __init__(self, model: UNet, db_scale: float):
+    def __init__(self, model: nn.Module, db_scale: float):
         super().__init__()
         self.model = model.eval()
         self.db_scale = db_scale
@@ -64,7 +64,7 @@ class GainNet(nn.Module):
 class TorchEngine:
     """PyTorch on the CPU, in float32 or (``bf16``) under bfloat16 autocast with channels-last tensors."""
 
-    def __init__(self, model: UNet, db_scale: float, bf16: bool = False):
+    def __init__(self, model: nn.Module, db_scale: float, bf16: bool = False):
         self.bf16 = bf16
         self.net = GainNet(model, db_scale).eval()
         if bf16:
@@ -102,11 +102,15 @@ class OnnxEngine:
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])
 
 
-def onnx_bytes(model: UNet, spectral: SpectralConfig, config: dict | None = None) -> bytes:
+def onnx_bytes(model: nn.Module, spectral: SpectralConfig, config: dict | None = None) -> bytes:
     """The model (features -> gain, dynamic batch) as ONNX, with ``config`` embedded as metadata."""
     import onnx
 
-    config = config or {"spectral": spectral.to_dict(), "model": model.config.to_dict()}
+    config = config or {
+        "architecture": architecture_name(model),
+        "spectral": spectral.to_dict(),
+        "model": model.config.to_dict(),
+    }
     buffer = io.BytesIO()
     example = torch.zeros(1, 1, spectral.n_bins, spectral.patch_frames)
     with warnings.catch_warnings():

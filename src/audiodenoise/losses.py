@@ -6,12 +6,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
+from torch import nn
 
-from .model import UNet
 from .spectral import SpectralConfig, istft, magnitude_to_features
 
-LOSSES = ("compressed-mse", "magnitude-mse", "log-mse", "huber-db")
-DEFAULT_LOSS = {"mask": "compressed-mse", "noise": "huber-db"}  # "huber-db" with the noise target: the seed's design
+LOSSES = ("compressed-mse", "magnitude-mse", "log-mse", "huber-db")  # each architecture names its default
 SILENT_PATCH_DB = -30.0  # patches whose clean energy is this far below the noisy one have no SI-SDR
 # SI-SDR is soft-limited to about this: otherwise the near-exact patches of clean input (over 100 dB) outweigh
 # every noisy one in a mean of decibels.
@@ -25,18 +24,15 @@ STOI_CLIP_DB = 15.0
 
 
 def enhance(
-    model: UNet, noisy: torch.Tensor, spectral: SpectralConfig, network: torch.nn.Module | None = None
+    model: nn.Module, noisy: torch.Tensor, spectral: SpectralConfig, network: nn.Module | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The enhanced magnitude and its scaled-dB features for a batch of noisy magnitude patches.
+    """The enhanced magnitude and its scaled-dB features for a batch of noisy magnitude patches, as the model's
+    output contract (``model.enhance``) makes them.
 
     ``network`` runs the model (a DDP or compiled wrapper of it); by default the model itself."""
     features = magnitude_to_features(noisy, spectral)
     output = (model if network is None else network)(features).float()
-    if model.config.target == "noise":  # the seed's design subtracts the predicted noise in the scaled-dB domain
-        enhanced_features = features - output
-        return noisy * model.gain(output, spectral.db_scale), enhanced_features
-    enhanced = output * noisy
-    return enhanced, magnitude_to_features(enhanced, spectral)
+    return model.enhance(noisy, features, output, spectral)
 
 
 def loss_value(

@@ -9,33 +9,29 @@ rank reads its own share of every batch and rank 0 writes the checkpoints.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
-import itertools
 import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from torch import nn
 from tqdm import tqdm
 
 from .atomic import write_atomic, write_json
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, Settings, setting
-from .data.dataset import PatchDataset, read_manifest
 from .data.mixing import MixConfig
-from .data.onthefly import MixingDataset, fixed_pairs
-from .data.splits import Split, SplitConfig, split_corpora
+from .data.sources import Batch, BatchSource, OnTheFly, PreparedSource, Ranks, collate
+from .data.splits import SplitConfig
 from .engine import bf16_native
 from .losses import (
-    DEFAULT_LOSS,
     LOSSES,
     enhance,
     envelope_correlation,
@@ -46,22 +42,12 @@ from .losses import (
     patch_si_sdr,
     waveform_loss,
 )
-from .model import ModelConfig, UNet
+from .nets import DEFAULT_ARCHITECTURE, architecture_name, build, default_settings, network_class, read_settings
 from .spectral import SpectralConfig
+from .training_log import TrainingLog
 
 RESUME = "training.safetensors"
 RUN_CONFIG, RUN_CONFIG_VERSION = "config.json", 1
-HISTORY_COLUMNS = [
-    "step",
-    "epoch",
-    "train_loss",
-    "val_loss",
-    "val_snr_db",
-    "learning_rate",
-    "seconds",
-    "val_si_sdr_db",
-    "val_envelope_corr",
-]
 SELECTION = ("val_snr_db", "val_loss", "val_si_sdr_db", "val_envelope_corr")  # val_si_sdr_db: on the fly only
 HIGHER_IS_BETTER = {"val_snr_db", "val_si_sdr_db", "val_envelope_corr"}
 
@@ -84,7 +70,7 @@ class TrainConfig(Settings):
     learning_rate: float = setting(1e-3, "after the warm-up, falling along a cosine", low=0)
     final_learning_rate: float = setting(5e-5, "where the cosine ends", low=0)
     warmup_steps: int = setting(200, "steps of linear warm-up", low=0)
-    loss: str | None = setting(None, "default: the target's (losses.DEFAULT_LOSS)", choices=LOSSES)
+    loss: str | None = setting(None, "default: the architecture's (model.default_loss)", choices=LOSSES)
     compression: float = setting(0.3, "magnitude exponent of compressed-mse", low=0, above=True)
     waveform_weight: float = setting(
         0.0, "add this times the negative SI-SDR (dB) of the patch waveforms to the loss (on the fly only)", low=0
@@ -116,19 +102,6 @@ class TrainConfig(Settings):
 
 
 @dataclass(frozen=True)
-class OnTheFly:
-    """Train on pairs mixed as they are read from these corpora, new ones every epoch."""
-
-    speech: str | Path
-    noise: str | Path
-    mixing: MixConfig = MixConfig()
-    split: SplitConfig = SplitConfig()
-    spectral: SpectralConfig = SpectralConfig()
-    epoch_pairs: int = 20000
-    workers: int = 1  # DataLoader processes that mix
-
-
-@dataclass(frozen=True)
 class RunConfig(Settings):
     """Everything ``audiodenoise train`` reads from ``--config`` (JSON or TOML) and writes to RUN_DIR/config.json:
     the data, and one section per config. A prepared dataset brings its own spectral and mixing settings."""
@@ -140,13 +113,22 @@ class RunConfig(Settings):
     epoch_pairs: int = setting(20000, "pairs per on-the-fly epoch", low=1)
     loader_workers: int = setting(1, "processes that mix on the fly", low=0)
     init_from: str | None = setting(None, "start from this checkpoint's weights (fine-tuning; its STFT may differ)")
-    model: ModelConfig = ModelConfig()
+    architecture: str = setting(DEFAULT_ARCHITECTURE, "the network: a name in nets.ARCHITECTURES")
+    model: Settings = default_settings()  # the architecture's
     train: TrainConfig = TrainConfig()
     mixing: MixConfig = MixConfig()
     split: SplitConfig = SplitConfig()
     spectral: SpectralConfig = SpectralConfig()
 
+    def __post_init__(self):
+        if isinstance(self.model, dict) and isinstance(self.architecture, str):
+            object.__setattr__(self, "model", read_settings(self.architecture, self.model))
+        super().__post_init__()
+
     def check(self) -> None:
+        network_class(self.architecture)  # a known one
+        if architecture_name(self.model) != self.architecture:
+            raise ConfigError(f"model: settings of {architecture_name(self.model)}, not of {self.architecture}")
         if (self.speech is None) != (self.noise is None):
             raise ConfigError("speech, noise: on-the-fly training needs both --speech and --noise")
         if self.dataset is not None and self.speech is not None:
@@ -155,9 +137,9 @@ class RunConfig(Settings):
             raise ConfigError("dataset: give DATASET RUN_DIR, or --speech and --noise (in options or --config)")
 
     @property
-    def data(self) -> str | OnTheFly:
+    def source(self) -> BatchSource:
         if self.dataset is not None:
-            return self.dataset
+            return PreparedSource(self.dataset)
         return OnTheFly(
             self.speech, self.noise, self.mixing, self.split, self.spectral, self.epoch_pairs, self.loader_workers
         )
@@ -166,91 +148,9 @@ class RunConfig(Settings):
 def train_run(run: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
     """``train`` as RUN_DIR/config.json describes it, after writing that file with the data's own settings
     (``train --config RUN_DIR/config.json`` runs it again)."""
-    spectral, mixing = source_settings(run.data)
-    resolved = replace(run, spectral=spectral)
-    if mixing is not None:
-        resolved = replace(resolved, mixing=MixConfig.from_dict(mixing, prefix=f"{run.dataset}: mixing."))
-    return train(run.data, run_dir, run.model, run.train, resume, run.init_from, record=resolved)
-
-
-Batch = tuple[torch.Tensor, ...]  # noisy and clean magnitudes; on the fly also their complex spectra
-
-
-def collate(pairs: list[Batch]) -> Batch:
-    return tuple(torch.stack(parts) for parts in zip(*pairs))
-
-
-@dataclass(frozen=True)
-class Ranks:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-class PreparedBatches:
-    """Shuffled batches of a prepared dataset's training split; rank r takes every world-th batch."""
-
-    def __init__(self, folder: str | Path, batch_size: int, seed: int, ranks: Ranks = Ranks()):
-        self.data = PatchDataset(folder, "train")
-        self.batch_size, self.seed, self.ranks = batch_size, seed, ranks
-        self.steps_per_epoch = len(self.data) // (batch_size * ranks.world)
-
-    def epoch(self, epoch: int, start: int) -> Iterator[Batch]:
-        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.seed + epoch))
-        for step in range(start, self.steps_per_epoch):
-            first = (step * self.ranks.world + self.ranks.rank) * self.batch_size
-            yield collate([self.data[i] for i in order[first : first + self.batch_size].tolist()])
-
-
-def _single_thread(_: int) -> None:
-    torch.set_num_threads(1)
-
-
-class MixedBatches:
-    """Batches mixed on the fly; an epoch is ``epoch_pairs`` pairs, and every (epoch, start, rank) draws new mixes."""
-
-    def __init__(self, source: OnTheFly, split: Split, spectral: SpectralConfig, batch_size: int, seed: int, ranks):
-        self.source, self.split, self.spectral = source, split, spectral
-        self.batch_size, self.seed, self.ranks = batch_size, seed, ranks
-        self.steps_per_epoch = source.epoch_pairs // (batch_size * ranks.world)
-
-    def epoch(self, epoch: int, start: int) -> Iterator[Batch]:
-        seed = (self.seed, epoch, start, self.ranks.rank)
-        data = MixingDataset(self.split, self.spectral, self.source.mixing, seed=seed)
-        workers = self.source.workers
-        loader = torch.utils.data.DataLoader(
-            data,
-            batch_size=self.batch_size,
-            num_workers=workers,
-            worker_init_fn=_single_thread if workers else None,
-            multiprocessing_context="fork" if workers else None,
-        )
-        yield from itertools.islice(loader, self.steps_per_epoch - start)
-
-
-def source_settings(data: str | Path | OnTheFly) -> tuple[SpectralConfig, dict | None]:
-    """The STFT and mixing settings of a prepared dataset (from its manifest) or an on-the-fly source."""
-    if isinstance(data, OnTheFly):
-        return data.spectral, data.mixing.to_dict()
-    manifest = read_manifest(data)
-    return SpectralConfig.from_dict(manifest["spectral"]), manifest.get("mixing")
-
-
-def open_source(data: str | Path | OnTheFly, spectral: SpectralConfig, config: TrainConfig, ranks: Ranks = Ranks()):
-    """(training batches, validation pairs) of a prepared dataset or an on-the-fly source."""
-    if isinstance(data, OnTheFly):
-        splits = split_corpora(data.speech, data.noise, data.split)
-        batches = MixedBatches(data, splits["train"], spectral, config.batch_size, config.seed, ranks)
-        return batches, fixed_pairs(splits["val"], config.max_val_pairs, spectral, data.mixing)
-    if config.waveform_weight or config.select_by == "val_si_sdr_db":
-        raise TrainingError(
-            f"{data}: a prepared dataset holds magnitudes only; the waveform loss and val_si_sdr_db need "
-            "on-the-fly mixing (--speech/--noise)"
-        )
-    return PreparedBatches(data, config.batch_size, config.seed, ranks), PatchDataset(data, "val")
+    source = run.source
+    resolved = replace(run, spectral=source.spectral, mixing=source.mixing or run.mixing)
+    return train(source, run_dir, run.model, run.train, resume, run.init_from, record=resolved)
 
 
 def learning_rate(step: int, total: int, config: TrainConfig) -> float:
@@ -273,13 +173,13 @@ def _moving_average(decay: float):
 
 
 class Trainer:
-    """One model, its optimizer, the moving average of its weights and the run's state; ``train`` drives it."""
+    """One model, its optimizer, the moving average of its weights and the run's state; ``fit`` runs the loop."""
 
-    def __init__(self, model: UNet, spectral: SpectralConfig, config: TrainConfig, device: torch.device):
+    def __init__(self, model: nn.Module, spectral: SpectralConfig, config: TrainConfig, device: torch.device):
         if config.bf16 is None:
             config = replace(config, bf16=bf16_native(device))
         self.model, self.spectral, self.config, self.device = model.to(device), spectral, config, device
-        self.loss_name = config.loss or DEFAULT_LOSS[model.config.target]
+        self.loss_name = config.loss or model.default_loss
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
@@ -300,7 +200,7 @@ class Trainer:
         return tensor.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
     @property
-    def validated_model(self) -> UNet:
+    def validated_model(self) -> nn.Module:
         """The weights that are validated and saved: the moving average, or the raw weights without one."""
         return self.model if self.moving_average is None else self.moving_average.module
 
@@ -365,6 +265,89 @@ class Trainer:
         self.state["stale"] += 1
         return False
 
+    def schedule(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(steps the learning-rate schedule plans for, the step this run ends at)."""
+        total = steps_per_epoch * self.config.epochs
+        if self.config.max_steps is not None:
+            total = min(total, self.config.max_steps)
+        return total, total if self.config.stop_after is None else min(total, self.config.stop_after)
+
+    def fit(
+        self,
+        source: BatchSource,
+        val_data: Sequence[Batch],
+        run_dir: Path,
+        info: dict,
+        ranks: Ranks = Ranks(),
+        log: TrainingLog | None = None,
+    ) -> None:
+        """Train from ``state`` to the end of the schedule (or early stopping): checkpoints and resume points in
+        RUN_DIR/last every ``checkpoint_every`` steps and at each epoch's end, the best validated weights in
+        RUN_DIR/best. Only the main rank writes; ``log`` gets every validation."""
+        config, state = self.config, self.state
+        steps_per_epoch = source.steps_per_epoch(config.batch_size, ranks)
+        total_steps, end_step = self.schedule(steps_per_epoch)
+        state.setdefault("running_loss", math.nan)
+        lr = config.learning_rate
+        while state["epoch"] < config.epochs and state["step"] < end_step and not self._out_of_patience():
+            done_in_epoch = state["step"] - state["epoch"] * steps_per_epoch
+            bar = tqdm(
+                source.epoch(state["epoch"], done_in_epoch, config.batch_size, config.seed, ranks),
+                initial=done_in_epoch,
+                total=steps_per_epoch,
+                desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
+                disable=not ranks.main or None,
+            )
+            started = time.perf_counter()
+            for batch in bar:
+                lr = learning_rate(state["step"], total_steps, config)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss, _ = self.batch_loss(batch)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became {loss.item()} at step {state['step']}; the last good checkpoint is in "
+                        f"{run_dir / 'last'}"
+                    )
+                self.step(loss)
+                running = state["running_loss"]
+                state["running_loss"] = loss.item() if math.isnan(running) else 0.98 * running + 0.02 * loss.item()
+                state["step"] += 1
+                state["seconds"] += time.perf_counter() - started
+                started = time.perf_counter()
+                bar.set_postfix(loss=f"{state['running_loss']:.4f}", lr=f"{lr:.1e}")
+                if self._validation_due():
+                    self._validate_and_log(val_data, run_dir, info, ranks, log, lr)
+                if state["step"] % config.checkpoint_every == 0:
+                    self._checkpoint(run_dir, info, ranks)
+                if state["step"] >= end_step or self._out_of_patience():
+                    break
+            if state["step"] >= (state["epoch"] + 1) * steps_per_epoch:
+                state["epoch"] += 1
+            if not self._out_of_patience() and not self._validation_due():  # either has just validated
+                self._validate_and_log(val_data, run_dir, info, ranks, log, lr)
+            self._checkpoint(run_dir, info, ranks)
+
+    def _validation_due(self) -> bool:
+        return bool(self.config.validate_every) and self.state["step"] % self.config.validate_every == 0
+
+    def _out_of_patience(self) -> bool:
+        return self.config.patience is not None and self.state["stale"] >= self.config.patience
+
+    def _validate_and_log(self, val_data, run_dir: Path, info: dict, ranks: Ranks, log, lr: float) -> None:
+        metrics = self.validate(val_data)
+        if self.improved(metrics) and ranks.main:
+            checkpoint_info = info | {"step": self.state["step"], **metrics}
+            save_checkpoint(run_dir / "best", self.validated_model, self.spectral, checkpoint_info)
+        if log is not None:
+            log.validation(self.state, lr, metrics)
+
+    def _checkpoint(self, run_dir: Path, info: dict, ranks: Ranks) -> None:
+        if ranks.main:
+            last = run_dir / "last"
+            save_checkpoint(last, self.validated_model, self.spectral, info | {"step": self.state["step"]})
+            self.save_resume_point(last / RESUME, info)
+
     def save_resume_point(self, path: Path, info: dict) -> None:
         """Weights, their moving average, optimizer, RNG and state in one file, replaced atomically."""
         optimizer = self.optimizer.state_dict()
@@ -381,6 +364,7 @@ class Trainer:
         metadata = {
             "state": json.dumps(self.state),
             "param_groups": json.dumps(optimizer["param_groups"]),
+            "architecture": architecture_name(self.model),
             "model": json.dumps(self.model.config.to_dict()),
             "spectral": json.dumps(self.spectral.to_dict()),
             "info": json.dumps(info),
@@ -394,11 +378,12 @@ class Trainer:
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
             spectral = SpectralConfig.from_dict(json.loads(metadata["spectral"]))
             model_config = json.loads(metadata["model"])
+            architecture = metadata.get("architecture", "unet")  # resume points of version 1 checkpoints' time
         except (SafetensorError, OSError, KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{path}: corrupt resume checkpoint ({str(error).splitlines()[0]})") from None
         if spectral != self.spectral:
             raise TrainingError(f"{path}: the checkpoint's STFT settings differ from the training data's")
-        if model_config != self.model.config.to_dict():
+        if architecture != architecture_name(self.model) or model_config != self.model.config.to_dict():
             raise TrainingError(f"{path}: the checkpoint's model settings differ from this run's ({model_config})")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         average = {k[8:]: v for k, v in tensors.items() if k.startswith("average.")}
@@ -414,50 +399,6 @@ class Trainer:
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.state = json.loads(metadata["state"])
-
-
-def _history_rows(path: Path, up_to_step: int) -> list[list[str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))[1:]
-    return [row for row in rows if int(row[0]) <= up_to_step]
-
-
-def write_history(path: Path, rows: list[list[str]]) -> None:
-    def write(temp: Path) -> None:
-        with temp.open("w", newline="") as handle:
-            csv.writer(handle).writerows([HISTORY_COLUMNS, *rows])
-
-    write_atomic(path, write)
-
-
-def plot_history(rows: list[list[str]], path: Path) -> None:
-    """Training and validation loss, and validation SNR (and SI-SDR), against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [int(r[0]) for r in rows]
-    figure, (losses, snr) = plt.subplots(1, 2, figsize=(10, 3.5))
-    train_loss, val_loss = [float(r[2]) for r in rows], [float(r[3]) for r in rows]
-    losses.plot(steps, train_loss, label="train (running)")
-    losses.plot(steps, val_loss, label="validation")
-    positive = min(train_loss + val_loss, default=1) > 0  # a waveform loss in dB can be negative
-    losses.set(xlabel="step", ylabel="loss", yscale="log" if positive else "linear")
-    losses.legend()
-    snr.plot(steps, [float(r[4]) for r in rows], color="tab:green", label="magnitude SNR")
-    waveform = [(int(r[0]), float(r[7])) for r in rows if len(r) > 7 and r[7]]
-    if waveform:
-        snr.plot(*zip(*waveform), color="tab:purple", label="waveform SI-SDR")
-        snr.legend()
-    snr.set(xlabel="step", ylabel="validation (dB)")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    write_atomic(path, lambda temp: temp.write_bytes(buffer.getvalue()))
 
 
 def _ranks_from_environment(device: torch.device) -> Ranks:
@@ -481,169 +422,91 @@ def _device(name: str) -> torch.device:
 
 
 def train(
-    data: str | Path | OnTheFly,
+    data: str | Path | BatchSource,
     run_dir: str | Path,
-    model_config: ModelConfig = ModelConfig(),
+    model_config: Settings | None = None,
     config: TrainConfig = TrainConfig(),
     resume: bool = False,
     init_from: str | Path | None = None,
     record: RunConfig | None = None,
 ) -> dict:
-    """Train until ``config.epochs`` are done (or early stopping) on a prepared dataset folder or an on-the-fly
-    source; returns the final state. ``init_from`` starts from a checkpoint's weights (fine-tuning); ``record``
-    is written to RUN_DIR/config.json once the run is under way."""
+    """Train a network of ``model_config``'s architecture (default: a U-Net of the default settings) until
+    ``config.epochs`` are done (or early stopping) on a prepared dataset folder or another batch source; returns
+    the final state. ``init_from`` starts from a checkpoint's weights (fine-tuning); ``record`` is written to
+    RUN_DIR/config.json once the run is under way."""
     run_dir = Path(run_dir)
+    source = PreparedSource(data) if isinstance(data, str | Path) else data
+    spectral = source.spectral
     device = _device(config.device)
     ranks = _ranks_from_environment(device)
-    spectral, mixing = source_settings(data)
-    source_name = str(data) if not isinstance(data, OnTheFly) else f"on the fly: {data.speech} + {data.noise}"
-    multiple = 2**model_config.depth
-    if spectral.n_bins % multiple or spectral.patch_frames % multiple:  # checked before any mixing
-        raise TrainingError(
-            f"{source_name}: patches of {spectral.n_bins} bins x {spectral.patch_frames} frames do not halve "
-            f"{model_config.depth} times; use an n_fft whose n_fft // 2 + 1 is a multiple of {multiple} (255, 511)"
-        )
-    batches, val_data = open_source(data, spectral, config, ranks)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
-    model = UNet(model_config)
+    model = build(model_config or default_settings())
     if init_from is not None:
-        model, init_spectral, _ = load_checkpoint(init_from)
-        if init_spectral.sample_rate != spectral.sample_rate:
-            raise TrainingError(
-                f"{source_name}: {spectral.sample_rate} Hz, but the checkpoint in {init_from} is for "
-                f"{init_spectral.sample_rate} Hz"
-            )
-        before = init_spectral.to_dict()
-        changes = [
-            f"{name} {before[name]} -> {value}" for name, value in spectral.to_dict().items() if before[name] != value
-        ]
-        if changes:  # the U-Net is fully convolutional, so its weights fit any patch grid
-            tqdm.write(f"{init_from}: its weights start a model with other STFT settings: {', '.join(changes)}")
+        model = _initial_weights(init_from, spectral, source.name)
+    try:
+        type(model).check_input(model.config, spectral)  # before any mixing
+    except ConfigError as error:
+        raise TrainingError(f"{source.name}: {error}") from None
+    if not source.carries_spectra and (config.waveform_weight or config.select_by == "val_si_sdr_db"):
+        raise TrainingError(
+            f"{source.name}: a prepared dataset holds magnitudes only; the waveform loss and val_si_sdr_db need "
+            "on-the-fly mixing (--speech/--noise)"
+        )
+    if source.steps_per_epoch(config.batch_size, ranks) == 0:
+        raise TrainingError(f"{source.name}: an epoch holds fewer pairs than one batch of {config.batch_size}")
+    val_data = source.validation(config.max_val_pairs)
     model.train()
     trainer = Trainer(model, spectral, config, device)
-    last, best = run_dir / "last", run_dir / "best"
     if resume:
-        if not (last / RESUME).is_file():
-            raise CheckpointError(f"{run_dir}: nothing to resume (no {last / RESUME})")
-        trainer.load_resume_point(last / RESUME)
-    state = trainer.state
+        if not (run_dir / "last" / RESUME).is_file():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no {run_dir / 'last' / RESUME})")
+        trainer.load_resume_point(run_dir / "last" / RESUME)
     if ranks.world > 1:
         trainer.network = torch.nn.parallel.DistributedDataParallel(
             trainer.model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if config.compile:
         trainer.network = torch.compile(trainer.network)
-    steps_per_epoch = batches.steps_per_epoch
-    if steps_per_epoch == 0:
-        raise TrainingError(f"{source_name}: an epoch holds fewer pairs than one batch of {config.batch_size}")
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    end_step = total_steps if config.stop_after is None else min(total_steps, config.stop_after)
-    history = run_dir / "history.csv"
-    rows = _history_rows(history, state["step"]) if ranks.main else []
+    log = None
     if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_history(history, rows)  # drops rows logged after the checkpoint a resume starts from
+        log = TrainingLog(run_dir, trainer.state["step"])  # drops rows logged after the step a resume starts from
         if record is not None:
+            record = replace(record, architecture=architecture_name(model), model=model.config)
             write_json(run_dir / RUN_CONFIG, record.to_dict())
+        if config.tensorboard:
+            log.board = _tensorboard(run_dir)
     info = {
         "train": trainer.config.to_dict() | {"loss": trainer.loss_name, "processes": ranks.world},
-        "dataset": source_name,
-        "mixing": mixing,
+        "dataset": source.name,
+        "mixing": None if source.mixing is None else source.mixing.to_dict(),
         "init_from": str(init_from) if init_from else None,
     }
-    board = _tensorboard(run_dir) if config.tensorboard and ranks.main else None
+    trainer.fit(source, val_data, run_dir, info, ranks, log)
+    if log is not None:
+        log.close()
+    return trainer.state | {"weights_sha256": _weights_digest(trainer.model)}
 
-    def checkpoint() -> None:
-        if ranks.main:
-            save_checkpoint(last, trainer.validated_model, spectral, info | {"step": state["step"]})
-            trainer.save_resume_point(last / RESUME, info)
 
-    def log_validation() -> None:
-        metrics = trainer.validate(val_data)
-        if trainer.improved(metrics) and ranks.main:
-            save_checkpoint(best, trainer.validated_model, spectral, info | {"step": state["step"], **metrics})
-        if not ranks.main:
-            return
-        rows.append(
-            [
-                str(state["step"]),
-                str(state["epoch"]),
-                f"{running:.6f}",
-                f"{metrics['val_loss']:.6f}",
-                f"{metrics['val_snr_db']:.3f}",
-                f"{lr:.3e}",
-                f"{state['seconds']:.0f}",
-                f"{metrics['val_si_sdr_db']:.3f}" if "val_si_sdr_db" in metrics else "",
-                f"{metrics['val_envelope_corr']:.4f}",
-            ]
+def _initial_weights(folder: str | Path, spectral: SpectralConfig, source_name: str) -> nn.Module:
+    """The model of the checkpoint in ``folder``, to start from; it may have other STFT settings at the same rate."""
+    model, init_spectral, _ = load_checkpoint(folder)
+    if init_spectral.sample_rate != spectral.sample_rate:
+        raise TrainingError(
+            f"{source_name}: {spectral.sample_rate} Hz, but the checkpoint in {folder} is for "
+            f"{init_spectral.sample_rate} Hz"
         )
-        write_history(history, rows)
-        plot_history(rows, run_dir / "history.png")
-        waveform = f", SI-SDR {metrics['val_si_sdr_db']:.2f} dB" if "val_si_sdr_db" in metrics else ""
-        tqdm.write(
-            f"step {state['step']}: train loss {running:.5f}, validation loss {metrics['val_loss']:.5f}, "
-            f"validation SNR {metrics['val_snr_db']:.2f} dB{waveform}, envelope correlation "
-            f"{metrics['val_envelope_corr']:.4f}"
-        )
-        if board is not None:
-            for name, value in metrics.items():
-                board.add_scalar(name, value, state["step"])
-            board.add_scalar("train_loss", running, state["step"])
-            board.flush()
-
-    def validation_due() -> bool:
-        return bool(config.validate_every) and state["step"] % config.validate_every == 0
-
-    def should_stop() -> bool:
-        return config.patience is not None and state["stale"] >= config.patience
-
-    running, lr = state.get("running_loss", float("nan")), config.learning_rate
-    while state["epoch"] < config.epochs and state["step"] < end_step and not should_stop():
-        done_in_epoch = state["step"] - state["epoch"] * steps_per_epoch
-        bar = tqdm(
-            batches.epoch(state["epoch"], done_in_epoch),
-            initial=done_in_epoch,
-            total=steps_per_epoch,
-            desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
-            disable=not ranks.main or None,
-        )
-        started = time.perf_counter()
-        for batch in bar:
-            lr = learning_rate(state["step"], total_steps, config)
-            for group in trainer.optimizer.param_groups:
-                group["lr"] = lr
-            loss, _ = trainer.batch_loss(batch)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at step {state['step']}; the last good checkpoint is in {last}"
-                )
-            trainer.step(loss)
-            running = loss.item() if math.isnan(running) else 0.98 * running + 0.02 * loss.item()
-            state["running_loss"] = running
-            state["step"] += 1
-            state["seconds"] += time.perf_counter() - started
-            started = time.perf_counter()
-            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
-            if validation_due():
-                log_validation()
-            if state["step"] % config.checkpoint_every == 0:
-                checkpoint()
-            if state["step"] >= end_step or should_stop():
-                break
-        if state["step"] >= (state["epoch"] + 1) * steps_per_epoch:
-            state["epoch"] += 1
-        if not should_stop() and not validation_due():  # either has just validated
-            log_validation()
-        checkpoint()
-    if board is not None:
-        board.close()
-    return state | {"weights_sha256": _weights_digest(trainer.model)}
+    before = init_spectral.to_dict()
+    changes = [
+        f"{name} {before[name]} -> {value}" for name, value in spectral.to_dict().items() if before[name] != value
+    ]
+    if changes:
+        tqdm.write(f"{folder}: its weights start a model with other STFT settings: {', '.join(changes)}")
+    return model
 
 
-def _weights_digest(model: UNet) -> str:
+def _weights_digest(model: nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

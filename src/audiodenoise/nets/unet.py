@@ -1,4 +1,8 @@
-"""The U-Net over 128x128 log-magnitude patches, and its config."""
+"""The U-Net over 128x128 log-magnitude patches (the seed's, and the default's with a mask head), and its config.
+
+Input: (batch, 1, bins, frames) scaled log-magnitudes, both sides divisible by 2**depth. Output: a gain on the
+noisy magnitude (``target='mask'``), or the scaled-dB noise to subtract from the features (``target='noise'``).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import Settings, setting
+from ..config import ConfigError, Settings, setting
+from ..spectral import SpectralConfig, magnitude_to_features
 
 TARGETS = ("mask", "noise")
+DEFAULT_LOSS = {"mask": "compressed-mse", "noise": "huber-db"}  # "huber-db" with the noise target: the seed's design
 MASK_INITIAL_LOGIT = 2.0
 
 
 @dataclass(frozen=True)
-class ModelConfig(Settings):
+class UNetConfig(Settings):
     """``target='noise'`` is the seed's design: the net predicts the scaled-dB noise to subtract.
     ``target='mask'`` predicts a bounded gain in [0, 1] on the noisy magnitude."""
 
@@ -56,7 +62,9 @@ class UpStep(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, config: ModelConfig):
+    config_class = UNetConfig
+
+    def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = config
         slope = config.negative_slope
@@ -101,9 +109,36 @@ class UNet(nn.Module):
                 return self.head(x.float())
         return self.head(x)
 
+    @staticmethod
+    def check_input(config: UNetConfig, spectral: SpectralConfig) -> None:
+        """Refuse a patch grid that the pooling cannot halve ``depth`` times."""
+        multiple = 2**config.depth
+        if spectral.n_bins % multiple or spectral.patch_frames % multiple:
+            raise ConfigError(
+                f"patches of {spectral.n_bins} bins x {spectral.patch_frames} frames do not halve {config.depth} "
+                f"times; use an n_fft whose n_fft // 2 + 1 is a multiple of {multiple} (255, 511)"
+            )
+
+    @property
+    def default_loss(self) -> str:
+        return DEFAULT_LOSS[self.config.target]
+
+    @property
+    def summary(self) -> str:
+        return f"a U-Net that predicts a {self.config.target}"
+
     def gain(self, output: torch.Tensor, db_scale: float) -> torch.Tensor:
         """The magnitude gain that the head output stands for."""
         if self.config.target == "mask":
             return output
         # Enhanced dB = noisy dB - output * db_scale.
         return 10.0 ** (-output * (db_scale / 20.0))
+
+    def enhance(
+        self, noisy: torch.Tensor, features: torch.Tensor, output: torch.Tensor, spectral: SpectralConfig
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The enhanced magnitude and its scaled-dB features, from the noisy magnitude, its features and the output."""
+        if self.config.target == "noise":  # the seed's design subtracts the predicted noise in the scaled-dB domain
+            return noisy * self.gain(output, spectral.db_scale), features - output
+        enhanced = output * noisy
+        return enhanced, magnitude_to_features(enhanced, spectral)
