@@ -157,6 +157,7 @@ class RepeatingSource:
     """A batch source of its own (not a prepared dataset, not on-the-fly mixing): the same pairs, in order."""
 
     name, spectral, mixing, carries_spectra = "repeating pairs", SpectralConfig(), None, False
+    speakers, synthetic_voices = ("a", "b"), ()
 
     def __init__(self, pairs):
         self.pairs = pairs
@@ -180,5 +181,5 @@ def test_any_batch_source_trains(tmp_path):
     state = train(RepeatingSource(pairs), tmp_path, UNetConfig(base_filters=4, depth=2), config)
     assert (state["step"], state["epoch"]) == (6, 2)
     info = json.loads((tmp_path / "best" / CONFIG).read_text())["info"]
-    assert (info["dataset"], info["mixing"]) == ("repeating pairs", None)
+    assert (info["dataset"], info["mixing"], info["speakers"]) == ("repeating pairs", None, 2)
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 1 + 2  # a validation per epoch

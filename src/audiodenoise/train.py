@@ -113,6 +113,7 @@ class RunConfig(Settings):
     epoch_pairs: int = setting(20000, "pairs per on-the-fly epoch", low=1)
     loader_workers: int = setting(1, "processes that mix on the fly", low=0)
     init_from: str | None = setting(None, "start from this checkpoint's weights (fine-tuning; its STFT may differ)")
+    voices: str | None = setting(None, "synthetic speech to mix in on the fly (scripts/synthesize_voices.py)")
     architecture: str = setting(DEFAULT_ARCHITECTURE, "the network: a name in nets.ARCHITECTURES")
     model: Settings = default_settings()  # the architecture's
     train: TrainConfig = TrainConfig()
@@ -131,6 +132,8 @@ class RunConfig(Settings):
             raise ConfigError(f"model: settings of {architecture_name(self.model)}, not of {self.architecture}")
         if (self.speech is None) != (self.noise is None):
             raise ConfigError("speech, noise: on-the-fly training needs both --speech and --noise")
+        if self.voices is not None and self.speech is None:
+            raise ConfigError("voices: synthetic voices are mixed on the fly only (--speech/--noise)")
         if self.dataset is not None and self.speech is not None:
             raise ConfigError("dataset: mixing on the fly from --speech/--noise takes RUN_DIR alone, no DATASET")
         if self.dataset is None and self.speech is None:
@@ -141,7 +144,14 @@ class RunConfig(Settings):
         if self.dataset is not None:
             return PreparedSource(self.dataset)
         return OnTheFly(
-            self.speech, self.noise, self.mixing, self.split, self.spectral, self.epoch_pairs, self.loader_workers
+            self.speech,
+            self.noise,
+            self.mixing,
+            self.split,
+            self.spectral,
+            self.epoch_pairs,
+            self.loader_workers,
+            self.voices,
         )
 
 
@@ -481,6 +491,8 @@ def train(
         "train": trainer.config.to_dict() | {"loss": trainer.loss_name, "processes": ranks.world},
         "dataset": source.name,
         "mixing": None if source.mixing is None else source.mixing.to_dict(),
+        "speakers": len(source.speakers),
+        "synthetic_voices": len(source.synthetic_voices),
         "init_from": str(init_from) if init_from else None,
     }
     trainer.fit(source, val_data, run_dir, info, ranks, log)

@@ -1,14 +1,26 @@
-"""Cleaning and mixing: silent-frame removal, noise looping, SNR mixing and level."""
+"""Cleaning and mixing: silent-frame removal, noise looping, SNR mixing and level, and the augmentation settings
+(data/augment.py applies them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..config import ConfigError, Settings, setting
 
 CLEAN_TARGETS = ("magnitude", "phase-sensitive")  # what the clean patch of a pair holds (data/pairs.py)
+# The augmentation settings at the values that leave a mixture alone: validation mixes use them.
+UNAUGMENTED = {
+    "speech_speed": (1.0, 1.0),
+    "speech_eq_db": 0.0,
+    "band_limit_fraction": 0.0,
+    "reverb_fraction": 0.0,
+    "noise_speed": (1.0, 1.0),
+    "noise_eq_db": 0.0,
+    "second_noise_fraction": 0.0,
+    "noise_drift_db": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -30,12 +42,47 @@ class MixConfig(Settings):
         "clean patches hold the magnitude, or the magnitude times the cosine of the noisy phase error",
         choices=CLEAN_TARGETS,
     )
+    # Augmentation of the training mixes (never of validation ones); each draws nothing from the mixture's
+    # generator at its UNAUGMENTED value.
+    speech_speed: tuple[float, float] = setting(
+        (1.0, 1.0),
+        "speed factors of the speech, by resampling (moves pitch and formants)",
+        low=0.5,
+        high=2,
+        metavar=("MIN", "MAX"),
+    )
+    speech_eq_db: float = setting(0.0, "random shelves and peaks of up to this many dB on the speech", low=0, high=24)
+    band_limit_fraction: float = setting(
+        0.0, "share of mixes low-passed (speech, noise and target) at a cutoff in band_limit_hz", low=0, high=1
+    )
+    band_limit_hz: tuple[float, float] = setting((3400.0, 11000.0), low=1000, metavar=("MIN", "MAX"))
+    reverb_fraction: float = setting(
+        0.0, "share of mixes whose speech is in a synthetic room; the target keeps the first 50 ms", low=0, high=1
+    )
+    reverb_rt60: tuple[float, float] = setting(
+        (0.2, 1.0), "reverberation times, seconds", low=0.05, high=3, metavar=("MIN", "MAX")
+    )
+    noise_speed: tuple[float, float] = setting(
+        (1.0, 1.0), "speed factors of the noise, by resampling", low=0.5, high=2, metavar=("MIN", "MAX")
+    )
+    noise_eq_db: float = setting(0.0, "random shelves and peaks of up to this many dB on the noise", low=0, high=24)
+    second_noise_fraction: float = setting(
+        0.0, "share of mixes with a second noise file summed in, 0-10 dB under the first", low=0, high=1
+    )
+    noise_drift_db: float = setting(0.0, "the noise level wanders by up to this many dB within a mix", low=0, high=30)
+    voice_share: float = setting(
+        0.2, "at most this share of the training clips is synthetic speech (when voices are given)", low=0, high=0.9
+    )
 
     def check(self) -> None:
-        for name in ("snr_db", "level_db"):
+        for name in ("snr_db", "level_db", "speech_speed", "band_limit_hz", "reverb_rt60", "noise_speed"):
             low, high = getattr(self, name)
             if low > high:
                 raise ConfigError(f"{name}: the minimum {low} is above the maximum {high}")
+
+    def unaugmented(self) -> MixConfig:
+        """These settings with every augmentation off: how validation pairs are mixed."""
+        return replace(self, **UNAUGMENTED)
 
 
 def remove_silence(
@@ -81,13 +128,17 @@ def mix(
     level_db: float,
     peak_limit: float,
     speech_power: float | None = None,
+    reverberation: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mix at ``snr_db`` against ``speech_power`` (that of active speech; by default all of ``clean``),
-    set the mix level, and scale both so nothing clips."""
+    set the mix level, and scale both so nothing clips. ``reverberation`` (the speech's late reverberation) is
+    part of the noisy mix but not of the clean target."""
     speech_power = power(clean) if speech_power is None else speech_power
     noise_power = power(noise)
     noise_gain = np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10))) if noise_power > 0 else 0.0
     noisy = clean + noise_gain * noise
+    if reverberation is not None:
+        noisy = noisy + reverberation
     gain = 10 ** (level_db / 20) / np.sqrt(power(noisy) + 1e-20)
     peak = np.max(np.abs(noisy)) * gain
     if peak > peak_limit:

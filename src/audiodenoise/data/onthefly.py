@@ -30,9 +30,10 @@ def _mixtures(
     unreadable: set[str] = set()
     while True:
         produced = 0
-        for index in rng.permutation(len(split.speech)):
+        clips = talkers + voice_clips(split, mixing.voice_share, rng)
+        for index in rng.permutation(len(clips)):
             try:
-                signals, errors = mix_signals(split.speech[index].path, noises, talkers, rng, spectral, mixing)
+                signals, errors = mix_signals(clips[index], noises, talkers, rng, spectral, mixing)
                 spectra = None if signals is None else spectrum_patches(signals, spectral)
             except AudioError as error:
                 spectra, errors = None, [str(error)]
@@ -47,6 +48,14 @@ def _mixtures(
             raise AudioError(f"no usable clean speech in the {split.name} split")
         if not endless:
             return
+
+
+def voice_clips(split: Split, share: float, rng: np.random.Generator) -> tuple:
+    """Synthetic clips for one pass over the real ones, drawn anew each pass: at most ``share`` of the pass."""
+    if not split.voices or not share:
+        return ()
+    count = min(len(split.voices), round(share / (1 - share) * len(split.speech)))
+    return tuple(split.voices[i].path for i in rng.choice(len(split.voices), size=count, replace=False))
 
 
 class MixingDataset(torch.utils.data.IterableDataset):

@@ -9,7 +9,7 @@ import torch
 
 from ..audio import AudioError, read_mono
 from ..spectral import SpectralConfig, signal_spectrum, split_patches
-from . import synth
+from . import augment, synth
 from .mixing import MixConfig, fit_length, mix, power, remove_silence
 
 PatchPair = tuple[np.ndarray, np.ndarray]  # (noisy, clean) magnitudes, each (patches, bins, frames)
@@ -43,18 +43,22 @@ def mix_signals(
     clean = read_mono(clean_path, rate)
     if len(clean) > mixing.max_clean_seconds * rate:
         return None, errors
-    clean = without_silence(clean, spectral, mixing)
+    clean = augment.augment_speech(without_silence(clean, spectral, mixing), rng, mixing, rate)
     if len(clean) < spectral.n_fft:
         return None, errors
+
+    def noise_file() -> np.ndarray | None:
+        try:
+            return _cleaned(noises[int(rng.integers(len(noises)))], spectral, mixing)
+        except AudioError as error:
+            errors.append(str(error))
+            return None
+
     noise = None
     if mixing.clean_fraction and rng.uniform() < mixing.clean_fraction:
         noise = np.zeros(len(clean), np.float32)
     elif noises and rng.uniform() >= mixing.synthetic_noise_fraction:
-        noise_path = noises[int(rng.integers(len(noises)))]
-        try:
-            noise = _cleaned(noise_path, spectral, mixing)
-        except AudioError as error:
-            errors.append(str(error))
+        noise = noise_file()
     if noise is None or len(noise) < spectral.n_fft:  # no noise file, or one too short once cleaned
         kind = synth.KINDS[int(rng.integers(len(synth.KINDS)))]
 
@@ -73,7 +77,21 @@ def mix_signals(
     edge = int(mixing.edge_pause_ms * rate / 1000)
     if edge:
         clean = np.pad(clean, (int(rng.integers(edge + 1)), int(rng.integers(edge + 1))))
-    noise = fit_length(noise, len(clean), rng)
+    noise = fit_length(augment.augment_noise(noise, rng, mixing, rate), len(clean), rng)
+    if noises and mixing.second_noise_fraction and rng.uniform() < mixing.second_noise_fraction:
+        second = noise_file()
+        if second is not None and len(second):
+            noise = augment.add_second_noise(noise, augment.augment_noise(second, rng, mixing, rate), rng)
+    if mixing.noise_drift_db:
+        noise = augment.drift_level(noise, rng, mixing.noise_drift_db, rate)
+    reverberation = None
+    if mixing.reverb_fraction and rng.uniform() < mixing.reverb_fraction:
+        clean, reverberation = augment.reverberate(clean, rng, mixing, rate)
+    if mixing.band_limit_fraction and rng.uniform() < mixing.band_limit_fraction:  # as a phone would, on all of it
+        curve = augment.random_band_limit(rng, mixing.band_limit_hz)
+        clean, noise = augment.filtered(clean, rate, curve), augment.filtered(noise, rate, curve)
+        if reverberation is not None:
+            reverberation = augment.filtered(reverberation, rate, curve)
     clean, noisy = mix(
         clean,
         noise,
@@ -81,6 +99,7 @@ def mix_signals(
         level_db=rng.uniform(*mixing.level_db),
         peak_limit=mixing.peak_limit,
         speech_power=speech_power,
+        reverberation=reverberation,
     )
     return (noisy, clean), errors
 

@@ -90,6 +90,8 @@ def _record_path(output: Path, chunk: Chunk) -> Path:
 def _mix_chunk(chunk: Chunk) -> dict:
     """Mix one chunk, write its shard, then its record; returns the record."""
     output, spectral, mixing = _WORKER["output"], _WORKER["spectral"], _WORKER["mixing"]
+    if chunk.split != "train":
+        mixing = mixing.unaugmented()
     split = _WORKER["splits"][chunk.split]
     noises = tuple(f.path for f in split.noise)
     talkers = tuple(f.path for f in split.speech)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -12,6 +12,7 @@ from typing import Protocol
 import torch
 
 from ..spectral import SpectralConfig
+from .corpus import read_corpus
 from .dataset import PatchDataset, read_manifest
 from .mixing import MixConfig
 from .onthefly import MixingDataset, fixed_pairs
@@ -41,6 +42,8 @@ class BatchSource(Protocol):
     spectral: SpectralConfig
     mixing: MixConfig | None  # None: a dataset prepared before its manifest recorded them
     carries_spectra: bool  # whether pairs hold the complex spectra too (waveform loss, val_si_sdr_db)
+    speakers: Sequence[str]  # of the training split
+    synthetic_voices: Sequence[str]  # synthetic speakers of the training split
 
     def steps_per_epoch(self, batch_size: int, ranks: Ranks) -> int: ...
 
@@ -62,6 +65,8 @@ class PreparedSource:
         self.spectral = SpectralConfig.from_dict(manifest["spectral"], prefix=f"{folder}: spectral.")
         mixing = manifest.get("mixing")
         self.mixing = None if mixing is None else MixConfig.from_dict(mixing, prefix=f"{folder}: mixing.")
+        self.speakers = manifest["splits"]["train"]["speakers"]
+        self.synthetic_voices = ()
 
     @cached_property
     def pairs(self) -> PatchDataset:
@@ -87,7 +92,8 @@ def _single_thread(_: int) -> None:
 @dataclass(frozen=True)
 class OnTheFly:
     """Pairs mixed as they are read from these corpora, new ones every epoch: ``epoch_pairs`` per epoch, and every
-    (epoch, start, rank) draws new mixes; ``workers`` DataLoader processes mix them."""
+    (epoch, start, rank) draws new mixes; ``workers`` DataLoader processes mix them. Clips of ``voices`` (one
+    folder per voice) join the training clips, up to ``mixing.voice_share`` of them."""
 
     speech: str | Path
     noise: str | Path
@@ -96,6 +102,7 @@ class OnTheFly:
     spectral: SpectralConfig = SpectralConfig()
     epoch_pairs: int = 20000
     workers: int = 1
+    voices: str | Path | None = None  # synthetic speech (scripts/synthesize_voices.py), for training only
 
     carries_spectra = True
 
@@ -105,7 +112,18 @@ class OnTheFly:
 
     @cached_property
     def splits(self) -> dict[str, Split]:
-        return split_corpora(self.speech, self.noise, self.split)
+        splits = split_corpora(self.speech, self.noise, self.split)
+        if self.voices is not None:
+            splits["train"] = replace(splits["train"], voices=tuple(read_corpus(self.voices, "plain")))
+        return splits
+
+    @property
+    def speakers(self) -> list[str]:
+        return self.splits["train"].speakers
+
+    @property
+    def synthetic_voices(self) -> list[str]:
+        return sorted({f.group for f in self.splits["train"].voices})
 
     def steps_per_epoch(self, batch_size: int, ranks: Ranks) -> int:
         return self.epoch_pairs // (batch_size * ranks.world)
@@ -122,4 +140,4 @@ class OnTheFly:
         yield from itertools.islice(loader, self.steps_per_epoch(batch_size, ranks) - start)
 
     def validation(self, count: int) -> Sequence[Batch]:
-        return fixed_pairs(self.splits["val"], count, self.spectral, self.mixing)
+        return fixed_pairs(self.splits["val"], count, self.spectral, self.mixing.unaugmented())

@@ -29,6 +29,7 @@ class Split:
     name: str
     speech: tuple[CorpusFile, ...]
     noise: tuple[CorpusFile, ...]
+    voices: tuple[CorpusFile, ...] = ()  # synthetic speech, each group a voice; only ever in training
 
     @property
     def speakers(self) -> list[str]:
