@@ -1,7 +1,8 @@
-"""Training throughput (patch pairs per second) of the trainer's step under each hardware setting.
+"""Training throughput (patch pairs per second) of the trainer's step under each hardware setting, and of
+on-the-fly mixing, plain and augmented, with the default loader workers (it should outpace the trainer).
 
-Random patches stand in for data (the loader is far faster than training: see prepare.py), so
-this times the model step alone: forward, loss, backward, Adam and the weights' moving average."""
+Random patches stand in for data in the trainer's rows, so they time the model step alone: forward, loss,
+backward, Adam and the weights' moving average. The mixing rows read the corpus (`--mixing`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import argparse
 import time
 
 import torch
-from common import print_table, write_results
+from common import CORPUS, print_table, write_results
 
+from audiodenoise.data.mixing import MixConfig
+from audiodenoise.data.sources import OnTheFly
 from audiodenoise.nets.unet import UNet, UNetConfig
 from audiodenoise.spectral import SpectralConfig
-from audiodenoise.train import TrainConfig, Trainer
+from audiodenoise.train import RunConfig, TrainConfig, Trainer
 
 SETTINGS = {
     "fp32": {"channels_last": False, "bf16": False},
@@ -56,6 +59,37 @@ def pairs_per_second(setting: dict, threads: int, batch: int, steps: int, device
     return steps * batch / (time.perf_counter() - started)
 
 
+MIXING = {
+    "on-the-fly mixing, plain": MixConfig(),
+    "on-the-fly mixing, augmented": MixConfig(
+        speech_speed=(0.85, 1.15),
+        speech_eq_db=6,
+        band_limit_fraction=0.3,
+        noise_speed=(0.8, 1.2),
+        noise_eq_db=6,
+        second_noise_fraction=0.3,
+        noise_drift_db=6,
+    ),
+}
+
+
+def mixing_pairs_per_second(mixing: MixConfig, batch: int, steps: int, n_fft: int) -> float:
+    """Pairs per second that on-the-fly mixing of the corpus delivers with the default loader workers."""
+    source = OnTheFly(
+        CORPUS / "speech",
+        CORPUS / "noise",
+        mixing,
+        spectral=SpectralConfig(n_fft=n_fft),
+        epoch_pairs=batch * (steps + 2),
+        workers=RunConfig.loader_workers,
+    )
+    batches = source.epoch(0, 0, batch, seed=0)
+    next(batches)  # the workers start and fill their shuffle buffers
+    started = time.perf_counter()
+    pairs = sum(len(noisy) for noisy, *_ in batches)
+    return pairs / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -64,6 +98,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-fft", type=int, default=SpectralConfig.n_fft, help="patch height n_fft // 2 + 1")
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    parser.add_argument("--mixing", action="store_true", help="also time on-the-fly mixing of the corpus")
     parser.add_argument("--results", default="train_speed", help="name of the results file")
     args = parser.parse_args()
     rows, results = [], []
@@ -76,6 +111,10 @@ def main() -> None:
                 speed = float("nan")
             rows.append([name, threads, speed])
             results.append({"setting": name, "threads": threads, "pairs_per_second": speed})
+    for name, mixing in MIXING.items() if args.mixing else ():
+        speed = mixing_pairs_per_second(mixing, args.batch_size, args.steps, args.n_fft)
+        rows.append([name, f"{RunConfig.loader_workers} worker(s)", speed])
+        results.append({"setting": name, "loader_workers": RunConfig.loader_workers, "pairs_per_second": speed})
     print_table(["setting", "threads", "pairs/s"], rows)
     write_results(
         args.results,
