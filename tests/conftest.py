@@ -90,3 +90,11 @@ def denoise_cli(capsys, *args) -> tuple[int, str, str]:
     code = main(["denoise", *map(str, args)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def on_the_fly_train(corpus, run, *options) -> list[str]:
+    """``train`` arguments for a tiny on-the-fly run on a ``write_corpus`` corpus, one speaker held out."""
+    return ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run)] + [
+        *("--val-speakers", "1", "--epoch-pairs", "4", "--batch-size", "2", "--threads", "1", "--loader-workers", "0"),
+        *options,
+    ]

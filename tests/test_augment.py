@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import write_corpus
+from conftest import on_the_fly_train, write_corpus
 
 from audiodenoise.cli import main
 from audiodenoise.data import augment
@@ -115,10 +115,8 @@ def test_unaugmented_turns_every_augmentation_off_and_validation_pairs_are_never
 
 def test_augmentation_settings_reach_the_checkpoint(corpus, tmp_path):
     run = tmp_path / "run"
-    argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run)]
-    argv += ["--val-speakers", "1", "--epoch-pairs", "4", "--batch-size", "2", "--threads", "1"]
-    argv += ["--loader-workers", "0", "--max-steps", "2", "--speech-speed", "0.9", "1.1", "--noise-drift-db", "3"]
-    assert main(argv) == 0
+    options = ("--max-steps", "2", "--speech-speed", "0.9", "1.1", "--noise-drift-db", "3")
+    assert main(on_the_fly_train(corpus, run, *options)) == 0
     info = json.loads((run / "best" / "config.json").read_text())["info"]
     assert info["mixing"]["speech_speed"] == [0.9, 1.1] and info["mixing"]["noise_drift_db"] == 3.0
     assert info["speakers"] == 3
@@ -157,20 +155,10 @@ def test_synthetic_voices_join_training_only_up_to_their_share(corpus, tmp_path_
     assert len(drawn) == min(len(train.voices), len(train.speech)) and set(drawn) <= {f.path for f in train.voices}
     assert voice_clips(train, 0.0, np.random.default_rng(0)) == ()
     run = tmp_path / "run"
-    argv = ["train", "--speech", str(corpus / "speech"), "--noise", str(corpus / "noise"), str(run)]
-    argv += [
-        "--val-speakers",
-        "1",
-        "--epoch-pairs",
-        "4",
-        "--batch-size",
-        "2",
-        "--threads",
-        "1",
-        "--loader-workers",
-        "0",
-    ]
-    assert main(argv + ["--max-steps", "2", "--voices", str(synthetic / "speech"), "--voice-share", "0.5"]) == 0
+    argv = on_the_fly_train(
+        corpus, run, "--max-steps", "2", "--voices", str(synthetic / "speech"), "--voice-share", "0.5"
+    )
+    assert main(argv) == 0
     info = json.loads((run / "best" / "config.json").read_text())["info"]
     assert (info["speakers"], info["synthetic_voices"], info["mixing"]["voice_share"]) == (3, 3, 0.5)
 

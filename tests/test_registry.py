@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from conftest import speech_like, write_corpus
+from conftest import on_the_fly_train, speech_like, write_corpus
 from torch import nn
 
 from audiodenoise.checkpoint import CONFIG, load_checkpoint, save_checkpoint
@@ -67,31 +67,9 @@ def corpus(tmp_path_factory):
     return root
 
 
-def on_the_fly(corpus, run, *options):
-    return [
-        "train",
-        "--speech",
-        str(corpus / "speech"),
-        "--noise",
-        str(corpus / "noise"),
-        str(run),
-        "--val-speakers",
-        "1",
-        "--epoch-pairs",
-        "4",
-        "--batch-size",
-        "2",
-        "--threads",
-        "1",
-        "--loader-workers",
-        "0",
-        *options,
-    ]
-
-
 def test_a_registered_architecture_trains_saves_loads_and_runs_on_both_engines(registered, corpus, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(on_the_fly(corpus, run, "--architecture", "bingain", "--frames", "128", "--max-steps", "2")) == 0
+    assert main(on_the_fly_train(corpus, run, "--architecture", "bingain", "--frames", "128", "--max-steps", "2")) == 0
     config = json.loads((run / "best" / CONFIG).read_text())
     assert (config["architecture"], config["model"]) == ("bingain", {"frames": 128})
     assert config["info"]["train"]["loss"] == "magnitude-mse"
@@ -102,12 +80,12 @@ def test_a_registered_architecture_trains_saves_loads_and_runs_on_both_engines(r
     torch_out = Denoiser(model, spectral, engine="torch")(audio, 22050)
     onnx_out = Denoiser(model, spectral, engine="onnxruntime")(audio, 22050)
     np.testing.assert_allclose(onnx_out, torch_out, atol=1e-5)
-    assert main(on_the_fly(corpus, tmp_path / "again", "--config", str(run / "config.json"))) == 0
+    assert main(on_the_fly_train(corpus, tmp_path / "again", "--config", str(run / "config.json"))) == 0
     assert json.loads((tmp_path / "again" / "config.json").read_text()) == json.loads((run / "config.json").read_text())
 
 
 def test_an_architecture_refuses_a_patch_grid_it_cannot_take_before_any_mixing(registered, corpus, tmp_path, capsys):
-    assert main(on_the_fly(corpus, tmp_path / "run", "--architecture", "bingain", "--frames", "64")) == 2
+    assert main(on_the_fly_train(corpus, tmp_path / "run", "--architecture", "bingain", "--frames", "64")) == 2
     error = capsys.readouterr().err.strip()
     assert error.endswith("patches of 128 frames, not 64") and len(error.splitlines()) == 1
     assert not (tmp_path / "run").exists()
@@ -116,14 +94,14 @@ def test_an_architecture_refuses_a_patch_grid_it_cannot_take_before_any_mixing(r
 def test_unknown_architecture_in_a_run_config_is_one_line_naming_the_known_ones(corpus, tmp_path, capsys):
     config = tmp_path / "run.toml"
     config.write_text('architecture = "transformer"\n')
-    assert main(on_the_fly(corpus, tmp_path / "run", "--config", str(config))) == 2
+    assert main(on_the_fly_train(corpus, tmp_path / "run", "--config", str(config))) == 2
     error = capsys.readouterr().err.strip()
     assert "architecture: unknown 'transformer'; this version knows unet" in error and str(config) in error
     assert len(error.splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_settings_of_another_architecture_are_refused_by_name(registered, corpus, tmp_path, capsys):
-    assert main(on_the_fly(corpus, tmp_path / "run", "--architecture", "bingain", "--depth", "3")) == 2
+    assert main(on_the_fly_train(corpus, tmp_path / "run", "--architecture", "bingain", "--depth", "3")) == 2
     assert "unknown setting model.depth" in capsys.readouterr().err
 
 

@@ -86,21 +86,16 @@ def reverberate(clean: np.ndarray, rng: np.random.Generator, mixing: MixConfig, 
     return target, _convolve(clean, response) - target
 
 
-def augment_speech(clean: np.ndarray, rng: np.random.Generator, mixing: MixConfig, sample_rate: int) -> np.ndarray:
-    if mixing.speech_speed != (1.0, 1.0):
-        clean = change_speed(clean, rng.uniform(*mixing.speech_speed), sample_rate)
-    if mixing.speech_eq_db:
-        clean = filtered(clean, sample_rate, random_equaliser(rng, mixing.speech_eq_db))
-    return clean
-
-
-def augment_noise(noise: np.ndarray, rng: np.random.Generator, mixing: MixConfig, sample_rate: int) -> np.ndarray:
-    """Speed and equalisation of one noise, before it is looped to the speech's length."""
-    if mixing.noise_speed != (1.0, 1.0):
-        noise = change_speed(noise, rng.uniform(*mixing.noise_speed), sample_rate)
-    if mixing.noise_eq_db:
-        noise = filtered(noise, sample_rate, random_equaliser(rng, mixing.noise_eq_db))
-    return noise
+def speed_and_equalise(
+    signal: np.ndarray, rng: np.random.Generator, speed: tuple[float, float], eq_db: float, sample_rate: int
+) -> np.ndarray:
+    """``signal`` at a speed drawn from ``speed`` through a random equaliser of up to ``eq_db`` dB (each left out
+    at its neutral value: speed (1, 1), 0 dB)."""
+    if speed != (1.0, 1.0):
+        signal = change_speed(signal, rng.uniform(*speed), sample_rate)
+    if eq_db:
+        signal = filtered(signal, sample_rate, random_equaliser(rng, eq_db))
+    return signal
 
 
 def add_second_noise(noise: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:

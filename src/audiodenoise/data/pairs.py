@@ -43,7 +43,8 @@ def mix_signals(
     clean = read_mono(clean_path, rate)
     if len(clean) > mixing.max_clean_seconds * rate:
         return None, errors
-    clean = augment.augment_speech(without_silence(clean, spectral, mixing), rng, mixing, rate)
+    clean = without_silence(clean, spectral, mixing)
+    clean = augment.speed_and_equalise(clean, rng, mixing.speech_speed, mixing.speech_eq_db, rate)
     if len(clean) < spectral.n_fft:
         return None, errors
 
@@ -53,6 +54,9 @@ def mix_signals(
         except AudioError as error:
             errors.append(str(error))
             return None
+
+    def noise_variant(noise: np.ndarray) -> np.ndarray:
+        return augment.speed_and_equalise(noise, rng, mixing.noise_speed, mixing.noise_eq_db, rate)
 
     noise = None
     if mixing.clean_fraction and rng.uniform() < mixing.clean_fraction:
@@ -77,11 +81,11 @@ def mix_signals(
     edge = int(mixing.edge_pause_ms * rate / 1000)
     if edge:
         clean = np.pad(clean, (int(rng.integers(edge + 1)), int(rng.integers(edge + 1))))
-    noise = fit_length(augment.augment_noise(noise, rng, mixing, rate), len(clean), rng)
+    noise = fit_length(noise_variant(noise), len(clean), rng)
     if noises and mixing.second_noise_fraction and rng.uniform() < mixing.second_noise_fraction:
         second = noise_file()
         if second is not None and len(second):
-            noise = augment.add_second_noise(noise, augment.augment_noise(second, rng, mixing, rate), rng)
+            noise = augment.add_second_noise(noise, noise_variant(second), rng)
     if mixing.noise_drift_db:
         noise = augment.drift_level(noise, rng, mixing.noise_drift_db, rate)
     reverberation = None
