@@ -82,7 +82,8 @@ class PreparedSource:
             yield collate([self.pairs[i] for i in order[first : first + batch_size].tolist()])
 
     def validation(self, count: int) -> Sequence[Batch]:
-        return PatchDataset(self.folder, "val")
+        pairs = PatchDataset(self.folder, "val")
+        return torch.utils.data.Subset(pairs, range(min(count, len(pairs))))
 
 
 def _single_thread(_: int) -> None:
