@@ -38,6 +38,7 @@ ARMS = {
     "speech-mild": ["--speech-speed", "0.92", "1.08", "--speech-eq-db", "3"],
     "noise": NOISE,
     "voices": VOICES,
+    "reverb": ["--reverb-fraction", "0.2"],
     "speech+noise": SPEECH + NOISE,
     "noise+voices": NOISE + VOICES,
     "speech+noise+reverb": SPEECH + NOISE + ["--reverb-fraction", "0.2"],
