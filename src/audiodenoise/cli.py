@@ -260,8 +260,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("give DATASET RUN_DIR, or RUN_DIR with --speech/--noise or --config")
     document = _sections(args, document | given_options(args, "run"), ("model", "train", "mixing", "split"))
     document["spectral"] = _spectral(args, document.get("spectral"))
-    if "seed" in given_options(args, "train"):  # --seed: the on-the-fly split's too, as prepare's --seed
-        document["split"] = document["split"] | {"seed": args.__dict__["train.seed"]}
+    seed = given_options(args, "train").get("seed")
+    if seed is not None:  # --seed: the on-the-fly split's too, as prepare's --seed
+        document["split"] = document["split"] | {"seed": seed}
     try:
         run = RunConfig.from_dict(document)
     except ConfigError as error:

@@ -481,12 +481,11 @@ def train(
     log = None
     if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        log = TrainingLog(run_dir, trainer.state["step"])  # drops rows logged after the step a resume starts from
+        board = _tensorboard(run_dir) if config.tensorboard else None
+        log = TrainingLog(run_dir, trainer.state["step"], board)  # drops rows logged after the resumed step
         if record is not None:
             record = replace(record, architecture=architecture_name(model), model=model.config)
             write_json(run_dir / RUN_CONFIG, record.to_dict())
-        if config.tensorboard:
-            log.board = _tensorboard(run_dir)
     info = {
         "train": trainer.config.to_dict() | {"loss": trainer.loss_name, "processes": ranks.world},
         "dataset": source.name,
