@@ -44,7 +44,7 @@ def pairs_per_second(setting: dict, threads: int, batch: int, steps: int, device
         patches += (noisy_spec, clean_spec)
 
     def step() -> None:
-        loss, _ = trainer.batch_loss(patches)
+        loss, *_ = trainer.batch_loss(patches)
         trainer.step(loss)
 
     for _ in range(3):  # warm-up (and compilation)

@@ -96,7 +96,7 @@ def test_unknown_architecture_in_a_run_config_is_one_line_naming_the_known_ones(
     config.write_text('architecture = "transformer"\n')
     assert main(on_the_fly_train(corpus, tmp_path / "run", "--config", str(config))) == 2
     error = capsys.readouterr().err.strip()
-    assert "architecture: unknown 'transformer'; this version knows unet" in error and str(config) in error
+    assert "architecture: unknown 'transformer'; this version knows unet, crunet" in error and str(config) in error
     assert len(error.splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
@@ -113,7 +113,7 @@ def test_checkpoint_naming_an_unknown_architecture_is_one_line_naming_the_known_
     output = tmp_path / "out.wav"
     assert main(["denoise", "examples/water_noisy.wav", "-o", str(output), "--model", str(folder)]) == 2
     error = capsys.readouterr().err.strip()
-    assert "unknown 'transformer'; this version knows unet" in error and len(error.splitlines()) == 1
+    assert "unknown 'transformer'; this version knows unet, crunet" in error and len(error.splitlines()) == 1
     assert not output.exists()
 
 

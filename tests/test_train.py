@@ -178,12 +178,18 @@ def test_bf16_defaults_to_what_the_cpu_computes_natively_and_is_recorded(dataset
     assert config["info"]["train"]["bf16"] is expected
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", [loss for loss in LOSSES if loss != "hybrid"])
 @pytest.mark.parametrize("target", ["mask", "noise"])
-def test_every_loss_trains_both_targets(dataset, tmp_path, loss, target):
+def test_every_magnitude_loss_trains_both_targets(dataset, tmp_path, loss, target):
     config = TrainConfig(epochs=1, max_steps=2, batch_size=2, threads=1, loss=loss, validate_every=0)
     state = train(dataset, tmp_path / "run", UNetConfig(target=target), config)
     assert state["step"] == 2 and torch.isfinite(torch.tensor(state["best"]))
+
+
+def test_the_hybrid_loss_needs_spectra(dataset, tmp_path):
+    config = TrainConfig(max_steps=1, batch_size=2, threads=1, loss="hybrid")
+    with pytest.raises(TrainingError, match="the hybrid loss needs on-the-fly mixing"):
+        train(dataset, tmp_path / "run", UNetConfig(), config)
 
 
 def test_early_stopping_ends_the_run(dataset, tmp_path):
@@ -218,14 +224,14 @@ def test_the_waveform_si_sdr_scores_patches_and_skips_those_without_speech():
     clean = np.concatenate([speech_like(1.5, 22050), np.zeros(22050)]).astype(np.float32)
     noise = 0.03 * rng.standard_normal(len(clean)).astype(np.float32)
     noisy_spec, clean_spec = (s.unsqueeze(1) for s in spectrum_patches((clean + noise, clean), spectral))
-    perfect, voiced = patch_si_sdr(clean_spec.abs(), clean_spec, clean_spec, spectral)
+    perfect, voiced = patch_si_sdr(clean_spec, clean_spec, clean_spec, spectral)
     assert voiced[0] and not voiced[-1]  # the last patch holds noise only
     assert perfect[voiced].min() == pytest.approx(SI_SDR_CEILING_DB, abs=0.01)  # soft-limited
-    passed, _ = patch_si_sdr(noisy_spec.abs(), noisy_spec, clean_spec, spectral)
+    passed, _ = patch_si_sdr(noisy_spec, noisy_spec, clean_spec, spectral)
     assert 0 < passed[voiced].mean() < 25
-    scaled, _ = patch_si_sdr(0.5 * noisy_spec.abs(), noisy_spec, clean_spec, spectral)
+    scaled, _ = patch_si_sdr(0.5 * noisy_spec, noisy_spec, clean_spec, spectral)
     torch.testing.assert_close(scaled[voiced], passed[voiced], atol=1e-3, rtol=0)  # scale-invariant
-    assert waveform_loss(noisy_spec.abs(), noisy_spec, clean_spec, spectral) == -passed[voiced].mean()
+    assert waveform_loss(noisy_spec, noisy_spec, clean_spec, spectral) == -passed[voiced].mean()
 
 
 def test_the_envelope_correlation_ranks_noise_levels_as_stoi_does_and_skips_patches_without_speech():

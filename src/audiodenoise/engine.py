@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError
-from .nets import architecture_name
+from .nets import architecture_name, network_input
 from .spectral import SpectralConfig
 
 # "torch-bf16": PyTorch in bfloat16 (gains slightly off float32's), fast where the CPU computes bf16 natively.
@@ -53,6 +53,11 @@ class GainNet(nn.Module):
     """The network followed by its output contract's conversion to a magnitude gain."""
 
     def __init__(self, model: nn.Module, db_scale: float):
+        if network_input(model) != "magnitude":
+            raise CheckpointError(
+                f"a {architecture_name(model)} network is trained by this version, not yet run by its denoiser "
+                "or exported (only patch-gain networks are)"
+            )
         super().__init__()
         self.model = model.eval()
         self.db_scale = db_scale

@@ -10,7 +10,10 @@ from torch import nn
 
 from .spectral import SpectralConfig, istft, magnitude_to_features
 
-LOSSES = ("compressed-mse", "magnitude-mse", "log-mse", "huber-db")  # each architecture names its default
+# Each architecture names its default; "hybrid" scores complex spectra, so it needs pairs that carry them.
+LOSSES = ("compressed-mse", "magnitude-mse", "log-mse", "huber-db", "hybrid")
+# The hybrid loss's weights of the compressed complex and magnitude MSEs (GTCRN's, Xiaobin-Rong/gtcrn loss.py).
+HYBRID_COMPLEX_WEIGHT, HYBRID_MAGNITUDE_WEIGHT = 30.0, 70.0
 SILENT_PATCH_DB = -30.0  # patches whose clean energy is this far below the noisy one have no SI-SDR
 # SI-SDR is soft-limited to about this: otherwise the near-exact patches of clean input (over 100 dB) outweigh
 # every noisy one in a mean of decibels.
@@ -55,21 +58,45 @@ def loss_value(
     raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
 
 
+def compressed(spectrum: torch.Tensor, compression: float) -> torch.Tensor:
+    """A complex spectrum with its magnitude raised to ``compression`` and its phase kept."""
+    magnitude = spectrum.abs().clamp_min(1e-8)
+    return spectrum * (magnitude ** (compression - 1))
+
+
+def hybrid_loss(enhanced_spec: torch.Tensor, clean_spec: torch.Tensor, compression: float) -> torch.Tensor:
+    """Weighted MSEs of the compressed complex spectrum and of the compressed magnitude."""
+    enhanced, clean = compressed(enhanced_spec, compression), compressed(clean_spec, compression)
+    complex_error = (enhanced - clean).abs().pow(2).mean()
+    magnitude_error = (enhanced.abs() - clean.abs()).pow(2).mean()
+    return HYBRID_COMPLEX_WEIGHT * complex_error + HYBRID_MAGNITUDE_WEIGHT * magnitude_error
+
+
+def overattenuation_loss(enhanced: torch.Tensor, clean: torch.Tensor, compression: float) -> torch.Tensor:
+    """Mean squared shortfall of the compressed enhanced magnitude below the clean one (bins removed too much)."""
+    shortfall = clean.clamp_min(1e-8) ** compression - enhanced.clamp_min(1e-8) ** compression
+    return shortfall.clamp_min(0.0).pow(2).mean()
+
+
 def magnitude_error(enhanced: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
     """Sums of clean energy and of error energy, for the magnitude SNR of a validation set."""
     return float(torch.sum(clean.double() ** 2)), float(torch.sum((enhanced.double() - clean) ** 2))
 
 
+def with_noisy_phase(enhanced: torch.Tensor, noisy_spec: torch.Tensor) -> torch.Tensor:
+    """The complex spectrum of an enhanced magnitude with the noisy phase."""
+    return enhanced * (noisy_spec / noisy_spec.abs().clamp_min(1e-12))
+
+
 def patch_si_sdr(
-    enhanced: torch.Tensor, noisy_spec: torch.Tensor, clean_spec: torch.Tensor, spectral: SpectralConfig
+    enhanced_spec: torch.Tensor, noisy_spec: torch.Tensor, clean_spec: torch.Tensor, spectral: SpectralConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SI-SDR (dB, soft-limited to SI_SDR_CEILING_DB) of each patch's waveform, the enhanced magnitude with the
-    noisy phase against the clean spectrum's, and which patches hold enough speech for it to mean anything.
+    """SI-SDR (dB, soft-limited to SI_SDR_CEILING_DB) of each patch's waveform, the enhanced complex spectrum's
+    against the clean spectrum's, and which patches hold enough speech for it to mean anything.
 
     Both waveforms are overlap-adds of the same frames without the window-envelope division, so the edges of a
     patch are tapered alike in both."""
-    phase = noisy_spec / noisy_spec.abs().clamp_min(1e-12)
-    estimate = istft(enhanced.squeeze(1) * phase.squeeze(1), spectral)[0]
+    estimate = istft(enhanced_spec.squeeze(1), spectral)[0]
     reference = istft(clean_spec.squeeze(1), spectral)[0]
     reference_energy = reference.pow(2).sum(-1)
     scale = (estimate * reference).sum(-1, keepdim=True) / reference_energy.clamp_min(1e-12).unsqueeze(-1)
@@ -86,12 +113,12 @@ def holds_speech(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 
 def waveform_loss(
-    enhanced: torch.Tensor, noisy_spec: torch.Tensor, clean_spec: torch.Tensor, spectral: SpectralConfig
+    enhanced_spec: torch.Tensor, noisy_spec: torch.Tensor, clean_spec: torch.Tensor, spectral: SpectralConfig
 ) -> torch.Tensor:
     """Negative mean SI-SDR (dB) over the patches that hold speech; 0 for a batch without any."""
-    si_sdr, voiced = patch_si_sdr(enhanced, noisy_spec, clean_spec, spectral)
+    si_sdr, voiced = patch_si_sdr(enhanced_spec, noisy_spec, clean_spec, spectral)
     if not voiced.any():
-        return enhanced.new_zeros(())
+        return enhanced_spec.real.new_zeros(())
     return -si_sdr[voiced].mean()
 
 

@@ -37,13 +37,24 @@ from .losses import (
     envelope_correlation,
     envelope_loss,
     holds_speech,
+    hybrid_loss,
     loss_value,
     magnitude_error,
+    overattenuation_loss,
     patch_si_sdr,
     waveform_loss,
+    with_noisy_phase,
 )
-from .nets import DEFAULT_ARCHITECTURE, architecture_name, build, default_settings, network_class, read_settings
-from .spectral import SpectralConfig
+from .nets import (
+    DEFAULT_ARCHITECTURE,
+    architecture_name,
+    build,
+    default_settings,
+    network_class,
+    network_input,
+    read_settings,
+)
+from .spectral import SpectralConfig, magnitude_to_features
 from .training_log import TrainingLog
 
 RESUME = "training.safetensors"
@@ -77,6 +88,9 @@ class TrainConfig(Settings):
     )
     envelope_weight: float = setting(
         0.0, "add this times one minus STOI's band-envelope correlation of the patches to the loss", low=0
+    )
+    overattenuation_weight: float = setting(
+        0.0, "add this times the mean squared compressed-magnitude shortfall below the clean speech", low=0
     )
     ema_decay: float = setting(
         0.999, "decay of the weights' moving average that is validated and saved (0: the raw weights)", low=0, high=1
@@ -214,20 +228,33 @@ class Trainer:
         """The weights that are validated and saved: the moving average, or the raw weights without one."""
         return self.model if self.moving_average is None else self.moving_average.module
 
-    def batch_loss(self, batch: Batch, network=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss of (noisy, clean[, noisy spectrum, clean spectrum]) patches, and the enhanced magnitudes."""
+    def batch_loss(self, batch: Batch, network=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The loss of (noisy, clean[, noisy spectrum, clean spectrum]) patches, the enhanced magnitudes, and the
+        enhanced complex spectra where the pairs carry spectra."""
         noisy, clean, *spectra = batch
         noisy, clean = self._to_device(noisy), self._to_device(clean)
+        spectra = [self._to_device(spectrum) for spectrum in spectra]
+        network = self.network if network is None else network
         with self._autocast():
-            network = self.network if network is None else network
-            enhanced, features = enhance(self.model, noisy, self.spectral, network)
-        loss = loss_value(self.loss_name, enhanced, features, clean, self.spectral, self.config.compression)
-        if self.config.waveform_weight:  # the spectra go to the device only for it
-            spectra = [self._to_device(spectrum) for spectrum in spectra]
-            loss = loss + self.config.waveform_weight * waveform_loss(enhanced, *spectra, self.spectral)
+            if network_input(self.model) == "spectrum":
+                enhanced_spec = self.model.enhance_spectrum(spectra[0].squeeze(1), network).unsqueeze(1)
+                enhanced = enhanced_spec.abs()
+                features = magnitude_to_features(enhanced, self.spectral)
+            else:
+                enhanced, features = enhance(self.model, noisy, self.spectral, network)
+                enhanced_spec = with_noisy_phase(enhanced, spectra[0]) if spectra else None
+        if self.loss_name == "hybrid":
+            loss = hybrid_loss(enhanced_spec, spectra[1], self.config.compression)
+        else:
+            loss = loss_value(self.loss_name, enhanced, features, clean, self.spectral, self.config.compression)
+        if self.config.waveform_weight:
+            loss = loss + self.config.waveform_weight * waveform_loss(enhanced_spec, *spectra, self.spectral)
         if self.config.envelope_weight:
             loss = loss + self.config.envelope_weight * envelope_loss(enhanced, noisy, clean, self.spectral)
-        return loss, enhanced
+        if self.config.overattenuation_weight:
+            shortfall = overattenuation_loss(enhanced, clean, self.config.compression)
+            loss = loss + self.config.overattenuation_weight * shortfall
+        return loss, enhanced, enhanced_spec
 
     @torch.no_grad()
     def validate(self, data: Sequence[Batch]) -> dict[str, float]:
@@ -239,15 +266,15 @@ class Trainer:
         loss_sum, clean_energy, error_energy, si_sdrs, correlations = 0.0, 0.0, 0.0, [], []
         for start in range(0, count, self.config.batch_size):
             batch = collate([data[i] for i in range(start, min(count, start + self.config.batch_size))])
-            loss, enhanced = self.batch_loss(batch, network=model)
+            loss, enhanced, enhanced_spec = self.batch_loss(batch, network=model)
             enhanced = enhanced.cpu()
             loss_sum += loss.item() * len(batch[0])
             energy, error = magnitude_error(enhanced, batch[1])
             clean_energy, error_energy = clean_energy + energy, error_energy + error
             voiced = holds_speech(batch[0], batch[1])
             correlations.append(envelope_correlation(enhanced[voiced], batch[1][voiced], self.spectral))
-            if len(batch) == 4:
-                si_sdr, voiced = patch_si_sdr(enhanced, batch[2], batch[3], self.spectral)
+            if enhanced_spec is not None:
+                si_sdr, voiced = patch_si_sdr(enhanced_spec.cpu(), batch[2], batch[3], self.spectral)
                 si_sdrs.append(si_sdr[voiced])
         model.train()
         metrics = {
@@ -313,7 +340,7 @@ class Trainer:
                 lr = learning_rate(state["step"], total_steps, config)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                loss, _ = self.batch_loss(batch)
+                loss, *_ = self.batch_loss(batch)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at step {state['step']}; the last good checkpoint is in "
@@ -458,10 +485,20 @@ def train(
         type(model).check_input(model.config, spectral)  # before any mixing
     except ConfigError as error:
         raise TrainingError(f"{source.name}: {error}") from None
-    if not source.carries_spectra and (config.waveform_weight or config.select_by == "val_si_sdr_db"):
+    needs_spectra = [
+        need
+        for need, wanted in (
+            (f"a {architecture_name(model)} network", network_input(model) == "spectrum"),
+            ("the hybrid loss", (config.loss or model.default_loss) == "hybrid"),
+            ("the waveform loss", bool(config.waveform_weight)),
+            ("val_si_sdr_db", config.select_by == "val_si_sdr_db"),
+        )
+        if wanted
+    ]
+    if not source.carries_spectra and needs_spectra:
         raise TrainingError(
-            f"{source.name}: a prepared dataset holds magnitudes only; the waveform loss and val_si_sdr_db need "
-            "on-the-fly mixing (--speech/--noise)"
+            f"{source.name}: a prepared dataset holds magnitudes only; {needs_spectra[0]} needs on-the-fly mixing "
+            "(--speech/--noise)"
         )
     if source.steps_per_epoch(config.batch_size, ranks) == 0:
         raise TrainingError(f"{source.name}: an epoch holds fewer pairs than one batch of {config.batch_size}")

@@ -63,6 +63,7 @@ class UpStep(nn.Module):
 
 class UNet(nn.Module):
     config_class = UNetConfig
+    input = "magnitude"  # see nets/__init__.py
 
     def __init__(self, config: UNetConfig):
         super().__init__()
