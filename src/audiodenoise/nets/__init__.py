@@ -27,7 +27,6 @@ from .crunet import CRUNet
 from .unet import UNet
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"unet": UNet, "crunet": CRUNet}
-INPUTS = ("magnitude", "spectrum")
 DEFAULT_ARCHITECTURE = "unet"
 
 
