@@ -46,7 +46,7 @@ def exported(random_checkpoint, tmp_path_factory):
 def test_onnx_runtime_matches_pytorch_at_any_batch_size(target):
     model = random_model(target)
     spectral = SpectralConfig()
-    onnx_engine, torch_engine = OnnxEngine(onnx_bytes(model, spectral)), TorchEngine(model, spectral.db_scale)
+    onnx_engine, torch_engine = OnnxEngine(onnx_bytes(model, spectral)), TorchEngine(model, spectral)
     for batch in (1, 5):
         features = torch.from_numpy(np.random.default_rng(batch).normal(0.5, 0.5, (batch, 1, 128, 128)))
         features = features.float()
@@ -57,8 +57,8 @@ def test_onnx_runtime_matches_pytorch_at_any_batch_size(target):
 def test_bf16_engine_stays_close_to_float32():
     model, spectral = random_model("mask"), SpectralConfig()
     features = torch.from_numpy(np.random.default_rng(0).normal(0.5, 0.5, (3, 1, 128, 128))).float()
-    exact = TorchEngine(model, spectral.db_scale)(features)
-    rounded = TorchEngine(copy.deepcopy(model), spectral.db_scale, bf16=True)(features)
+    exact = TorchEngine(model, spectral)(features)
+    rounded = TorchEngine(copy.deepcopy(model), spectral, bf16=True)(features)
     assert rounded.dtype == torch.float32 and rounded.shape == exact.shape
     difference = (rounded - exact).abs().max().item()
     assert 0 < difference < 0.02, difference  # bfloat16 did run, and its gains stay within 2 % of float32

@@ -28,6 +28,8 @@ from .audio import (
 )
 from .checkpoint import CONFIG, CheckpointError, load_checkpoint
 from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine, load_onnx, onnx_bytes, resolve_engine
+from .framestream import FrameStream, latency_samples
+from .nets import network_input
 from .spectral import (
     BlockPlan,
     SpectralConfig,
@@ -62,19 +64,25 @@ class Denoiser:
     ):
         """``model`` is a network from ``nets``, run by ``engine`` (default: DEFAULT_ENGINE), or an ONNX Runtime engine.
 
+        A "spectrum" network (``nets``) streams frame by frame (``framestream``) at its own small latency, always;
+        ``block_frames`` caps the frames of one network call. For a "magnitude" network (patch gains),
         ``low_latency`` takes each frame's gain from a patch that ends just after it (``spectral.low_latency_settings``)
         and streams in blocks of one patch hop: latency of about a low-latency patch hop instead of a whole block,
         for ``spectral.patch_hop`` / the low-latency hop times the model runs."""
         strength = _checked_strength(1.0 if strength is None else strength)
         if atten_lim_db is not None and atten_lim_db < 0:
             raise ValueError(f"the attenuation limit must be >= 0 dB, not {atten_lim_db}")
-        if low_latency:
+        self.frame_streaming = (model.kind if isinstance(model, OnnxEngine) else network_input(model)) == "spectrum"
+        step = 1 if self.frame_streaming else spectral.patch_hop  # block edges sit on this grid of frames
+        if low_latency and not self.frame_streaming:
             spectral = low_latency_settings(spectral)
-        if not block_frames:
-            patches = BLOCK_SECONDS * spectral.sample_rate / spectral.hop_length / spectral.patch_hop
-            block_frames = spectral.patch_hop * (1 if low_latency else max(1, round(patches)))
-        if block_frames % spectral.patch_hop:
-            raise ValueError(f"block_frames must be a multiple of {spectral.patch_hop}")
+            step = spectral.patch_hop
+            block_frames = block_frames or step
+        block_frames = block_frames or step * max(
+            1, round(BLOCK_SECONDS * spectral.sample_rate / spectral.hop_length / step)
+        )
+        if block_frames % step:
+            raise ValueError(f"block_frames must be a multiple of {step}")
         self.engine = _make_engine(model, spectral, engine, threads)
         self.spectral = spectral
         self.name = name
@@ -92,9 +100,9 @@ class Denoiser:
         Options left out or None take the checkpoint's ``inference`` defaults (e.g. its tuned strength)."""
         if str(name_or_path).endswith(".onnx"):
             path = Path(name_or_path)
-            engine, spectral, config = load_onnx(path, options.get("threads"))
-            _take_inference_defaults(config, path, options)
-            return cls(engine, spectral, name=path.stem, **options)
+            engine = load_onnx(path, options.get("threads"))
+            _take_inference_defaults(engine.config, path, options)
+            return cls(engine, engine.spectral, name=path.stem, **options)
         folder = pretrained.resolve(name_or_path)
         model, spectral, config = load_checkpoint(folder)
         _take_inference_defaults(config, folder / CONFIG, options)
@@ -119,14 +127,17 @@ class Denoiser:
     def stream_block_frames(self, channels: int) -> int:
         """Frames per block for ``channels``: ``block_frames`` up to stereo, shorter beyond, so that a block's
         working memory does not grow with the channel count (outputs do not depend on the block size)."""
-        step = self.spectral.patch_hop
+        step = 1 if self.frame_streaming else self.spectral.patch_hop
         shared = self.block_frames * BLOCK_CHANNELS // max(channels, BLOCK_CHANNELS)
         return max(step, shared // step * step)
 
     @property
     def latency_samples(self) -> int:
         """Algorithmic latency of streaming, in samples at the model's rate: the first sample of a block
-        comes out once the block and the frames after it that its patches need are in; later samples wait less."""
+        comes out once the block and the frames after it that its patches need are in; later samples wait less.
+        Frame streaming waits for one window and the look-ahead frames (``framestream.latency_samples``)."""
+        if self.frame_streaming:
+            return latency_samples(self.spectral, self.engine.lookahead_frames)
         plan = plan_block(0, self.block_frames, self.spectral)
         return plan.input_span(self.spectral)[1] - plan.output_span(self.spectral)[0]
 
@@ -145,6 +156,13 @@ class Denoiser:
 
     def stream(self, sample_rate: int, channels: int = 1) -> Stream:
         return Stream(self, sample_rate, channels)
+
+    def model_rate_stream(self, channels: int) -> ModelRateStream | FrameStream:
+        """The stream that runs the network on samples at its rate, as its kind needs."""
+        if self.frame_streaming:
+            frames = self.stream_block_frames(channels)
+            return FrameStream(self.engine, self.spectral, channels, self.strength, self.gain_floor, frames)
+        return ModelRateStream(self, channels)
 
     def denoise_file(self, source: str | Path, destination: str | Path, mp3_kbps: int | None = None) -> FileResult:
         """Denoise a file block by block into ``destination`` (never ``source`` itself), in the format its suffix
@@ -216,7 +234,7 @@ def _make_engine(model: nn.Module | OnnxEngine, spectral: SpectralConfig, engine
         return model
     engine = resolve_engine(engine or DEFAULT_ENGINE)
     if engine in ("torch", "torch-bf16"):
-        return TorchEngine(model, spectral.db_scale, bf16=engine == "torch-bf16")
+        return TorchEngine(model, spectral, bf16=engine == "torch-bf16")
     if engine == "onnxruntime":
         return OnnxEngine(onnx_bytes(model, spectral), threads)
     raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -293,7 +311,7 @@ class Stream:
         self.channels = check_channels(channels, "channels")
         self.passthrough = denoiser.strength == 0
         self.to_model = ResampleStream(sample_rate, denoiser.sample_rate, channels)
-        self.core = ModelRateStream(denoiser, channels)
+        self.core = denoiser.model_rate_stream(channels)
         self.from_model = ResampleStream(denoiser.sample_rate, sample_rate, channels)
         self.layout = ArrayLayout(False, False, np.dtype(np.float32))
         self.fed = 0

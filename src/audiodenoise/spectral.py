@@ -185,3 +185,13 @@ def split_patches(spec: torch.Tensor, config: SpectralConfig) -> torch.Tensor:
     total = (n_patches - 1) * config.patch_hop + config.patch_frames
     spec = torch.nn.functional.pad(spec, (0, total - n_frames))
     return spec.unfold(-1, config.patch_frames, config.patch_hop).permute(1, 0, 2)
+
+
+def spectrum_parts(spectrum: torch.Tensor) -> torch.Tensor:
+    """A complex (batch, bins, frames) spectrum -> its (batch, 2, bins, frames) real and imaginary parts."""
+    return torch.stack([spectrum.real, spectrum.imag], dim=1)
+
+
+def apply_mask(spectrum: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A complex (batch, bins, frames) spectrum times a (batch, 2, bins, frames) real/imag mask."""
+    return spectrum * torch.complex(mask[:, 0], mask[:, 1])

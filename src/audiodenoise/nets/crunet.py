@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, Settings, setting
-from ..spectral import SpectralConfig
+from ..spectral import SpectralConfig, apply_mask, spectrum_parts
 
 State = list[torch.Tensor]
 NEGATIVE_SLOPE = 0.1
@@ -109,12 +109,12 @@ class CRUNet(nn.Module):
     def summary(self) -> str:
         return "a causal recurrent U-Net that predicts a complex mask"
 
-    def features(self, spectrum: torch.Tensor) -> torch.Tensor:
-        """(batch, bins, frames) complex -> (batch, 3, bins, frames) compressed real, imaginary and magnitude."""
-        magnitude = spectrum.abs()
-        compressed = magnitude.clamp_min(1e-8) ** self.config.input_compression
-        scale = compressed / magnitude.clamp_min(1e-8)
-        return torch.stack([spectrum.real * scale, spectrum.imag * scale, compressed], dim=1)
+    def features(self, parts: torch.Tensor) -> torch.Tensor:
+        """(batch, 2, bins, frames) real and imaginary parts -> (batch, 3, bins, frames) compressed real, imaginary
+        and magnitude (real parts in, so that the ONNX graph can take them)."""
+        magnitude = (parts.pow(2).sum(1, keepdim=True) + 1e-16).sqrt()
+        compressed = magnitude**self.config.input_compression
+        return torch.cat([parts * (compressed / magnitude), compressed], dim=1)
 
     def initial_state(self, batch: int, bins: int) -> State:
         """Zeros: the state before the first frame."""
@@ -145,7 +145,7 @@ class CRUNet(nn.Module):
         """The enhanced complex spectrum of whole (batch, bins, frames) signals, each frame's mask from the
         network run ``lookahead_frames`` ahead (the last frames see zeros beyond the end)."""
         ahead = self.config.lookahead_frames
-        features = nn.functional.pad(self.features(spectrum), (0, ahead))
+        features = self.features(nn.functional.pad(spectrum_parts(spectrum), (0, ahead)))
         state = [s.to(spectrum.device) for s in self.initial_state(spectrum.shape[0], spectrum.shape[1])]
         mask, _ = (self if network is None else network)(features, state)
         return apply_mask(spectrum, mask[..., ahead:])
@@ -155,8 +155,3 @@ def bounded_mask(output: torch.Tensor) -> torch.Tensor:
     """(batch, 2, ...) unbounded (real, imag) -> the same direction with magnitude tanh(|output|) <= 1."""
     magnitude = (output.pow(2).sum(1, keepdim=True) + 1e-8).sqrt()
     return output * (torch.tanh(magnitude) / magnitude)
-
-
-def apply_mask(spectrum: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A complex (batch, bins, frames) spectrum times a (batch, 2, bins, frames) real/imag mask."""
-    return spectrum * torch.complex(mask[:, 0], mask[:, 1])
