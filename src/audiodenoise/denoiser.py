@@ -124,6 +124,12 @@ class Denoiser:
     def sample_rate(self) -> int:
         return self.spectral.sample_rate
 
+    @property
+    def stream_settings(self) -> dict | None:
+        """For a spectrum network, what a frame-by-frame runner of its ONNX graph needs beside it (the look-ahead
+        and one channel's state shapes, ``engine.describe``); None for a patch-gain network."""
+        return self.engine.config.get("stream")
+
     def stream_block_frames(self, channels: int) -> int:
         """Frames per block for ``channels``: ``block_frames`` up to stereo, shorter beyond, so that a block's
         working memory does not grow with the channel count (outputs do not depend on the block size)."""
