@@ -126,3 +126,23 @@ def test_bad_onnx_models_are_one_line_exit_2(capsys, tmp_path, exported):
     assert "broken.onnx" in one_error_line(capsys)
     assert main(["denoise", "-q", str(wav), "--model", str(exported), "--engine", "torch"]) == 2
     assert "onnxruntime" in one_error_line(capsys)
+
+
+def test_a_shipped_export_of_the_same_weights_is_run_without_exporting_and_a_stale_one_is_not(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    save_checkpoint(folder, random_model("mask", seed=2), SpectralConfig())
+    assert main(["export", "--model", str(folder), "-o", str(folder / "model.onnx")]) == 0
+    audio = speech_like(0.5, RATE)
+    expected = Denoiser.from_pretrained(folder, engine="torch")(audio, RATE)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported at load")
+
+    monkeypatch.setattr("audiodenoise.denoiser.onnx_bytes", no_export)
+    shipped = Denoiser.from_pretrained(folder, engine="onnxruntime")
+    assert isinstance(shipped.engine, OnnxEngine)
+    assert np.allclose(shipped(audio, RATE), expected, atol=1e-4)
+
+    save_checkpoint(folder, random_model("mask", seed=3), SpectralConfig())  # new weights, old export
+    with pytest.raises(AssertionError, match="exported at load"):
+        Denoiser.from_pretrained(folder, engine="onnxruntime")

@@ -3,6 +3,7 @@ every setting. Version 1 configs (before the registry) name no architecture: the
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -18,6 +19,7 @@ CHECKPOINT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+SHIPPED_ONNX = "model.onnx"  # optional: the weights' export, run instead of exporting at load (``audiodenoise export``)
 
 
 class CheckpointError(Exception):
@@ -38,6 +40,11 @@ def save_checkpoint(folder: str | Path, model: nn.Module, spectral: SpectralConf
     }
     write_atomic(folder / WEIGHTS, lambda temp: save_file(state, temp))
     write_json(folder / CONFIG, config)
+
+
+def weights_digest(folder: str | Path) -> str:
+    """SHA-256 of a checkpoint's weights, which an export records so that a stale shipped ONNX file is not run."""
+    return hashlib.sha256((Path(folder) / WEIGHTS).read_bytes()).hexdigest()
 
 
 def read_config(folder: str | Path) -> dict:

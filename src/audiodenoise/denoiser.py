@@ -27,7 +27,16 @@ from .audio import (
     refuse_overwriting,
 )
 from .checkpoint import CONFIG, CheckpointError, load_checkpoint
-from .engine import DEFAULT_ENGINE, ENGINES, OnnxEngine, TorchEngine, load_onnx, onnx_bytes, resolve_engine
+from .engine import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    OnnxEngine,
+    TorchEngine,
+    load_onnx,
+    onnx_bytes,
+    resolve_engine,
+    shipped_onnx,
+)
 from .framestream import FrameStream, latency_samples
 from .nets import network_input
 from .spectral import (
@@ -106,6 +115,8 @@ class Denoiser:
         folder = pretrained.resolve(name_or_path)
         model, spectral, config = load_checkpoint(folder)
         _take_inference_defaults(config, folder / CONFIG, options)
+        if resolve_engine(options.get("engine") or DEFAULT_ENGINE) == "onnxruntime":
+            model = shipped_onnx(folder, options.get("threads")) or model  # no export at load
         return cls(model, spectral, name=folder.name, **options)
 
     def with_strength(self, strength: float) -> Denoiser:

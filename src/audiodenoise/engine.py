@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError
+from .checkpoint import SHIPPED_ONNX, CheckpointError, weights_digest
 from .nets import architecture_name, network_class, network_input
 from .spectral import SpectralConfig
 
@@ -224,3 +224,12 @@ def load_onnx(path: str | Path, threads: int | None = None) -> OnnxEngine:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such ONNX file")
     return OnnxEngine(path.read_bytes(), threads, source=str(path))
+
+
+def shipped_onnx(folder: Path, threads: int | None = None) -> OnnxEngine | None:
+    """An engine over the checkpoint folder's shipped export, when it has one made from these weights."""
+    path = folder / SHIPPED_ONNX
+    if not path.is_file():
+        return None
+    engine = load_onnx(path, threads)
+    return engine if engine.config.get("weights_sha256") == weights_digest(folder) else None

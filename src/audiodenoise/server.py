@@ -266,13 +266,15 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits(), access: A
 
 
 def _describe(name: str, denoiser: Denoiser) -> dict:
-    """A model's entry in /v1/models: its name and the settings a browser needs to run its ONNX export."""
+    """A model's entry in /v1/models: its name and the settings a browser needs to run its ONNX export (``stream``:
+    a spectrum network's look-ahead and state shapes, null for a patch-gain network)."""
     return {
         "name": name,
         "sample_rate": denoiser.sample_rate,
         "strength": denoiser.strength,
         "gain_floor": denoiser.gain_floor,
         "spectral": denoiser.spectral.to_dict(),
+        "stream": denoiser.stream_settings,
     }
 
 

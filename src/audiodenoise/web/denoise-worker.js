@@ -1,8 +1,9 @@
 // The in-browser pipeline, off the page's main thread: ONNX Runtime Web (vendored by `make web`) runs the
-// server's own model on the patch features; dsp.js does everything around it. inbrowser.js talks to it:
+// server's own model, a magnitude network on patch features or a spectrum network on blocks of STFT frames with
+// its recurrent state carried over; dsp.js does everything around it. inbrowser.js talks to it:
 // requests {id, check} or {id, denoise}; answers {id, progress} (0 to 1), then {id, result} or {id, error}.
 
-import { denoiseSignal, setup, timed } from "./dsp.js";
+import { denoiseFrames, denoiseSignal, setup, timed } from "./dsp.js";
 
 const RUNTIME = "./vendor/ort.wasm.bundle.min.mjs";
 const BATCH_VALUES = 16 * 128 * 128; // features per model call: 16 patches of the reference settings
@@ -54,11 +55,26 @@ async function patchGains(ort, model, patches, count, s, onBatch) {
   return gains;
 }
 
+/** A spectrum network's runFrames for one channel (dsp.denoiseFrames): its state starts at zeros and each call's
+ * next_state_i is the next call's state_i. */
+function frameMasks(ort, model, s, stream) {
+  let state = stream.state_shapes.map(
+    (shape) => new ort.Tensor("float32", new Float32Array(shape.reduce((size, axis) => size * axis, 1)), shape),
+  );
+  return async (parts, count) => {
+    const feeds = Object.fromEntries(state.map((tensor, i) => [`state_${i}`, tensor]));
+    const output = await model.run({ ...feeds, spectrum: new ort.Tensor("float32", parts, [1, 2, s.bins, count]) });
+    state = state.map((_, i) => output[`next_state_${i}`]);
+    return output.mask.data;
+  };
+}
+
 /**
- * Denoise `channels` (Float32Arrays at the model's rate) each on its own; `threads`, when given, is set before
- * the first session. Resolves to {channels, threads, timings}: seconds per stage, model loading as `load`.
+ * Denoise `channels` (Float32Arrays at the model's rate) each on its own, by patches or, for a spectrum network
+ * (`stream`: /v1/models' look-ahead and state shapes), frame by frame; `threads`, when given, is set before the
+ * first session. Resolves to {channels, threads, timings}: seconds per stage, model loading as `load`.
  */
-async function denoise({ modelUrl, spectral, gainFloor, strength, channels, threads }, progress) {
+async function denoise({ modelUrl, spectral, stream, gainFloor, strength, channels, threads }, progress) {
   const ort = await loadRuntime();
   if (threads) ort.env.wasm.numThreads = threads;
   const s = setup(spectral);
@@ -66,9 +82,15 @@ async function denoise({ modelUrl, spectral, gainFloor, strength, channels, thre
   const net = await timed(timings, "load", () => session(ort, modelUrl));
   const out = [];
   for (const [c, signal] of channels.entries()) {
-    const runModel = (patches, count, onBatch) => patchGains(ort, net, patches, count, s, onBatch);
     const onProgress = (done) => progress((c + done) / channels.length);
-    out.push(await denoiseSignal(signal, s, { strength, gainFloor, runModel, onProgress, timings }));
+    const options = { strength, gainFloor, onProgress, timings };
+    if (stream) {
+      const runFrames = frameMasks(ort, net, s, stream);
+      out.push(await denoiseFrames(signal, s, { ...options, lookahead: stream.lookahead_frames, runFrames }));
+    } else {
+      const runModel = (patches, count, onBatch) => patchGains(ort, net, patches, count, s, onBatch);
+      out.push(await denoiseSignal(signal, s, { ...options, runModel }));
+    }
   }
   return { channels: out, threads: ort.env.wasm.numThreads, timings };
 }

@@ -1,7 +1,9 @@
-// The spectral front end of spectral.py and the block pipeline of Denoiser.process_block, so that a signal
-// denoised in the browser matches the server's result: frame k is centred on sample k*hop with zeros outside
-// the signal, patches sit on the same absolute grid, and blocks are planned as plan_block plans them.
-// The settings (SpectralConfig fields, snake_case as in /v1/models) always come from the server.
+// The spectral front end of spectral.py and the two pipelines of the Denoiser, so that a signal denoised in the
+// browser matches the server's result: frame k is centred on sample k*hop with zeros outside the signal. For a
+// magnitude network (patch gains) patches sit on the same absolute grid and blocks are planned as plan_block
+// plans them (Denoiser.process_block); a spectrum network (complex mask, recurrent state) runs frame by frame as
+// framestream.FrameStream runs it. The settings (SpectralConfig fields, snake_case as in /v1/models) always come
+// from the server.
 
 /** Periodic Hann window, as torch.hann_window(length, periodic=True). */
 function hann(length) {
@@ -185,6 +187,85 @@ export async function denoiseSignal(signal, s, { strength, gainFloor, runModel, 
         out[i] = folded[i - plan.inputStart] / envelope[i - plan.inputStart];
       }
     });
+  }
+  return out;
+}
+
+/** Frames [from, from + count) of a frame-major spectrum -> float32 [part: re, im][bin][frame], the network's input. */
+function spectrumParts({ re, im }, from, count, bins) {
+  const parts = new Float32Array(2 * bins * count);
+  for (let j = 0; j < count; j++) {
+    for (let k = 0; k < bins; k++) {
+      parts[k * count + j] = re[(from + j) * bins + k];
+      parts[(bins + k) * count + j] = im[(from + j) * bins + k];
+    }
+  }
+  return parts;
+}
+
+/** Multiply the spectrum's frames [from, count) by the mask's, at `strength` and kept at least `gainFloor` in
+ * magnitude (framestream.strengthened); the mask is [part][bin][frame] over `count` frames. */
+function applyMask(spec, mask, from, count, s, strength, gainFloor) {
+  const { bins } = s;
+  for (let j = from; j < count; j++) {
+    for (let k = 0; k < bins; k++) {
+      const real = strength * mask[k * count + j] + 1 - strength;
+      const imag = strength * mask[(bins + k) * count + j];
+      const scale = Math.max(gainFloor / Math.max(Math.hypot(real, imag), 1e-12), 1);
+      const i = j * bins + k;
+      const [a, b] = [spec.re[i], spec.im[i]];
+      spec.re[i] = scale * (a * real - b * imag);
+      spec.im[i] = scale * (a * imag + b * real);
+    }
+  }
+}
+
+/**
+ * Denoise one channel with a spectrum network, frame by frame as framestream.FrameStream does; returns a
+ * Float32Array of its length. `runFrames(parts, count)` resolves to the mask ([part][bin][frame], float32) of the
+ * frames `lookahead` before those of `parts` (spectrumParts), carrying the network's state from call to call; it
+ * gets `blockFrames` frames a call (the result is the same for any number). `onProgress(fraction of the frames
+ * done)`; `timings` gains seconds per stage.
+ */
+export async function denoiseFrames(
+  signal,
+  s,
+  { strength, gainFloor, lookahead, runFrames, onProgress, timings = {}, blockFrames = 256 },
+) {
+  const { n_fft: n, hop_length: hop, bins } = s;
+  const half = Math.floor(n / 2);
+  const frameStart = (frame) => frame * hop - half;
+  const frames = Math.floor((signal.length - 1 + half) / hop) + 1; // those touching the signal
+  const total = frames + lookahead; // then frames of silence, so that the last ones get their masks
+  const out = new Float32Array(signal.length);
+  let tail = { signal: new Float64Array(n - hop), envelope: new Float64Array(n - hop) }; // overlap-add carried over
+  for (let first = 0; first < total; first += blockFrames) {
+    const count = Math.min(blockFrames, total - first);
+    const masked = first - lookahead; // the call's masks are for frames [masked, masked + count)
+    const { spec, parts } = await timed(timings, "stft", () => {
+      const spec = stft(excerpt(signal, frameStart(masked), frameStart(first + count - 1) + n), s);
+      return { spec, parts: spectrumParts(spec, lookahead, count, bins) };
+    });
+    const mask = await timed(timings, "model", () => runFrames(parts, count));
+    const skip = Math.max(0, -masked); // masks of frames before the signal's first
+    if (skip < count) {
+      await timed(timings, "istft", () => {
+        applyMask(spec, mask, skip, count, s, strength, gainFloor);
+        const kept = { re: spec.re.subarray(skip * bins), im: spec.im.subarray(skip * bins), frames: count - skip };
+        const { signal: folded, envelope } = istft(kept, s);
+        for (let i = 0; i < n - hop; i++) {
+          folded[i] += tail.signal[i];
+          envelope[i] += tail.envelope[i];
+        }
+        const done = kept.frames * hop; // samples before the next frame's start: no later frame touches them
+        const start = frameStart(masked + skip);
+        for (let i = Math.max(0, -start); i < done && start + i < signal.length; i++) {
+          out[start + i] = folded[i] / envelope[i];
+        }
+        tail = { signal: folded.subarray(done), envelope: envelope.subarray(done) };
+      });
+    }
+    onProgress((first + count) / total);
   }
   return out;
 }

@@ -98,6 +98,7 @@ export async function denoiseInBrowser(blob, model, strength, { onProgress, thre
   const job = {
     modelUrl: new URL(`v1/models/${encodeURIComponent(model.name)}/onnx`, document.baseURI).href,
     spectral: s,
+    stream: model.stream,
     gainFloor: model.gain_floor,
     strength,
     channels,
