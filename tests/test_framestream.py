@@ -141,3 +141,12 @@ def test_an_exported_file_runs_as_the_checkpoint_does_and_an_unknown_architectur
     assert main(["denoise", "--model", str(tmp_path / "future.onnx"), str(wav), "-o", str(tmp_path / "y.wav")]) == 2
     err = capsys.readouterr().err.strip()
     assert "tomorrownet" in err and len(err.splitlines()) == 1 and not (tmp_path / "y.wav").exists()
+
+
+def test_models_gives_a_frame_streaming_models_latency_in_milliseconds(tmp_path, monkeypatch, capsys):
+    save_checkpoint(tmp_path / "crunet-test", MODEL, SPECTRAL)
+    monkeypatch.setattr("audiodenoise.pretrained.MODELS_DIR", tmp_path)
+    monkeypatch.setattr("audiodenoise.pretrained.DEFAULT_MODEL", "crunet-test")
+    assert main(["models"]) == 0
+    latency = denoiser().latency_seconds * 1000
+    assert f"latency {latency:.0f} ms (streams frame by frame)" in capsys.readouterr().out

@@ -330,13 +330,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name in pretrained.available():
         folder = pretrained.resolve(name)
         model, spectral, _ = load_checkpoint(folder)
-        latency = Denoiser(model, spectral, engine="torch").latency_seconds
-        low_latency = Denoiser(model, spectral, engine="torch", low_latency=True).latency_seconds
+        denoiser = Denoiser(model, spectral, engine="torch")
+        if denoiser.frame_streaming:
+            latency = f"latency {denoiser.latency_seconds * 1000:.0f} ms (streams frame by frame)"
+        else:
+            low_latency = Denoiser(model, spectral, engine="torch", low_latency=True).latency_seconds
+            latency = f"latency {denoiser.latency_seconds:.1f} s ({low_latency * 1000:.0f} ms with --low-latency)"
         parameters = sum(p.numel() for p in model.parameters()) / 1e6
         marker = " (default)" if name == pretrained.DEFAULT_MODEL else ""
         print(
             f"{name}{marker}: {model.summary}; STFT n_fft {spectral.n_fft}, hop {spectral.hop_length} "
-            f"at {spectral.sample_rate} Hz; latency {latency:.1f} s ({low_latency * 1000:.0f} ms with --low-latency); "
+            f"at {spectral.sample_rate} Hz; {latency}; "
             f"{parameters:.2f} M parameters, {(folder / WEIGHTS).stat().st_size / 2**20:.1f} MiB"
         )
     return EXIT_OK
