@@ -17,8 +17,12 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import speech_like
+from test_crunet import trained_looking
 from test_server import running_server
 
+from audiodenoise.checkpoint import save_checkpoint, set_inference_defaults
+from audiodenoise.engine import Engine
+from audiodenoise.framestream import FrameStream
 from audiodenoise.server import WEB_DIR
 from audiodenoise.spectral import SpectralConfig, magnitude_to_features, plan_block, stft
 
@@ -26,6 +30,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 RATE = 22050
 MODEL = "unet-mask"  # the bundled model: gains that vary, unlike the zeroed-head test models
+CRUNET = "random-crunet"  # a spectrum network (frame by frame in the browser), random weights, its folder's name
+CRUNET_SPECTRAL = SpectralConfig(n_fft=255, hop_length=64, patch_frames=256, patch_hop=256)
 needs_runtime = pytest.mark.skipif(
     not (WEB_DIR / "vendor" / ".stamp").is_file(), reason="ONNX Runtime Web is not vendored (make web)"
 )
@@ -55,10 +61,19 @@ MODE_CHECKED = "() => !document.getElementById('browser-note').textContent.start
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, identity_checkpoint):
+def crunet_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crunet") / CRUNET
+    save_checkpoint(folder, trained_looking(), CRUNET_SPECTRAL)
+    set_inference_defaults(folder, strength=0.8, atten_lim_db=12)  # both act on the complex mask
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, identity_checkpoint, crunet_checkpoint):
     log = tmp_path_factory.mktemp("browser-server") / "serve.log"
     # The page runs the float32 ONNX export, so the server runs the same for a bit-level comparison.
-    with running_server(log, "--model", str(identity_checkpoint), MODEL, "--engine", "onnxruntime") as url:
+    models = [str(identity_checkpoint), MODEL, str(crunet_checkpoint)]
+    with running_server(log, "--model", *models, "--engine", "onnxruntime") as url:
         yield url
 
 
@@ -93,23 +108,23 @@ def fresh_page(browser, server):
     page.close()
 
 
-def model_settings(server: str) -> dict:
+def model_settings(server: str, model: str = MODEL) -> dict:
     with urllib.request.urlopen(server + "v1/models", timeout=60) as response:
-        return next(entry for entry in json.load(response)["models"] if entry["name"] == MODEL)
+        return next(entry for entry in json.load(response)["models"] if entry["name"] == model)
 
 
-def start_in_page(page, source: Path) -> None:
-    """Pick the in-browser mode and the bundled model, load ``source``."""
+def start_in_page(page, source: Path, model: str = MODEL) -> None:
+    """Pick the in-browser mode and ``model``, load ``source``."""
     page.wait_for_function(MODE_CHECKED)
     page.check("#where-browser")
-    page.select_option("#model", MODEL)
+    page.select_option("#model", model)
     page.set_input_files("#file", str(source))
 
 
-def denoise_in_page(page, source: Path, folder: Path) -> tuple[np.ndarray, int, str, str]:
-    """Denoise ``source`` in the page; the downloaded result (samples, channels), its rate, the status line and
-    the download's name."""
-    start_in_page(page, source)
+def denoise_in_page(page, source: Path, folder: Path, model: str = MODEL) -> tuple[np.ndarray, int, str, str]:
+    """Denoise ``source`` in the page with ``model``; the downloaded result (samples, channels), its rate, the
+    status line and the download's name."""
+    start_in_page(page, source, model)
     page.wait_for_selector("#after-spectrogram[data-drawn], #error:not([hidden])", timeout=180_000)
     assert page.is_hidden("#error"), page.inner_text("#error")
     with page.expect_download() as download:
@@ -196,12 +211,26 @@ def test_js_stft_features_inverse_and_block_plans_match_spectral_py(fresh_page, 
         assert (plan["outputStart"], plan["outputStop"]) == reference.output_span(config)
 
 
-@needs_runtime
-def test_in_browser_result_matches_the_servers_without_uploading(fresh_page, server, tmp_path):
+def servers_result(server: str, source: Path, model: str) -> np.ndarray:
+    request = urllib.request.Request(
+        f"{server}v1/denoise?model={model}", data=source.read_bytes(), headers={"Content-Type": "audio/wav"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return sf.read(io.BytesIO(response.read()), dtype="float32")[0]
+
+
+def noisy_file(folder: Path) -> tuple[np.ndarray, Path]:
+    """4 s of noisy speech-like sound, and a float WAV of it."""
     rng = np.random.default_rng(6)
     noisy = speech_like(4.0, RATE, seed=3) + 0.03 * rng.normal(size=4 * RATE).astype(np.float32)
-    source = tmp_path / "noisy.wav"
+    source = folder / "noisy.wav"
     sf.write(source, noisy, RATE, subtype="FLOAT")
+    return noisy, source
+
+
+@needs_runtime
+def test_in_browser_result_matches_the_servers_without_uploading(fresh_page, server, tmp_path):
+    noisy, source = noisy_file(tmp_path)
     posts = []
     fresh_page.on("request", lambda request: request.method != "GET" and posts.append(request.url))
 
@@ -210,15 +239,87 @@ def test_in_browser_result_matches_the_servers_without_uploading(fresh_page, ser
     assert name == "noisy_denoised.wav" and rate == RATE and audio.shape == (len(noisy), 1)
     assert "in this browser" in status and "32-bit float WAV at 22050 Hz" in status
 
-    request = urllib.request.Request(
-        f"{server}v1/denoise?model={MODEL}", data=source.read_bytes(), headers={"Content-Type": "audio/wav"}
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        expected = sf.read(io.BytesIO(response.read()), dtype="float32")[0]
+    expected = servers_result(server, source, MODEL)
     error = audio[:, 0] - expected
     assert np.abs(expected - noisy).max() > 0.05  # the model changed the audio, so the comparison means something
-    assert np.abs(error).max() <= 1e-5  # measured 5.5e-7
-    assert 10 * np.log10(np.sum(error**2) / np.sum(expected**2)) <= -100  # error-to-signal ratio; measured -128 dB
+    assert np.abs(error).max() <= 1e-5  # measured 6.4e-6 (5.5e-7 with the earlier 255-sample-window model)
+    assert 10 * np.log10(np.sum(error**2) / np.sum(expected**2)) <= -100  # error-to-signal ratio; measured -106 dB
+
+
+@needs_runtime
+def test_in_browser_crunet_result_matches_the_servers(fresh_page, server, tmp_path):
+    assert model_settings(server)["stream"] is None  # the U-Net runs by patches
+    assert model_settings(server, CRUNET)["stream"]["lookahead_frames"] == 2
+    noisy, source = noisy_file(tmp_path)
+
+    audio, rate, status, _ = denoise_in_page(fresh_page, source, tmp_path, CRUNET)
+    assert rate == RATE and audio.shape == (len(noisy), 1) and f"with {CRUNET}" in status
+
+    expected = servers_result(server, source, CRUNET)  # at the checkpoint's strength and floor, as the page
+    error = audio[:, 0] - expected
+    assert np.abs(expected - noisy).max() > 0.05  # the model changed the audio
+    assert np.abs(error).max() <= 1e-4  # measured 1.4e-7
+    assert 10 * np.log10(np.sum(error**2) / np.sum(expected**2)) <= -80  # error-to-signal ratio; measured -136 dB
+
+
+class FrameIndexMask(Engine):
+    """A stand-in spectrum network: the mask of frame g at bin k is (k % 5) / 5 · exp(i (0.3 g + 0.1 k)); its
+    state counts the frames fed, its outputs lag them by the look-ahead."""
+
+    def __init__(self, bins: int, lookahead: int):
+        self.bins = bins
+        self.config = {"stream": {"lookahead_frames": lookahead, "state_shapes": [[1, 1]]}}
+
+    def __call__(self, parts: torch.Tensor, fed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count = parts.shape[-1]
+        frames = fed.item() + np.arange(count) - self.lookahead_frames
+        bins = np.arange(self.bins)[:, None]
+        angle = 0.3 * frames + 0.1 * bins
+        mask = (bins % 5) / 5 * np.stack([np.cos(angle), np.sin(angle)])
+        return torch.from_numpy(mask[None].astype(np.float32)), fed + count
+
+
+FRAMES = """async ([signal, spectral, lookahead, strength, gainFloor, blocks]) => {
+  const dsp = await import(new URL("static/dsp.js", document.baseURI));
+  const s = dsp.setup(spectral);
+  const results = [];
+  for (const blockFrames of blocks) {
+    let fed = 0;
+    const runFrames = async (parts, count) => {
+      const mask = new Float32Array(2 * s.bins * count);
+      for (let j = 0; j < count; j++) {
+        for (let k = 0; k < s.bins; k++) {
+          const angle = 0.3 * (fed + j - lookahead) + 0.1 * k;
+          mask[k * count + j] = ((k % 5) / 5) * Math.cos(angle);
+          mask[(s.bins + k) * count + j] = ((k % 5) / 5) * Math.sin(angle);
+        }
+      }
+      fed += count;
+      return mask;
+    };
+    const options = { strength, gainFloor, lookahead, runFrames, onProgress: () => {}, blockFrames };
+    results.push(Array.from(await dsp.denoiseFrames(Float32Array.from(signal), s, options)));
+  }
+  return results;
+}"""
+
+
+@needs_runtime
+def test_js_frame_streaming_matches_framestream_py_for_any_block_size(fresh_page):
+    lookahead, strength, floor = 2, 0.7, 0.3  # some masks fall below the floor
+    signal = speech_like(0.5, RATE, seed=2)[:-37]  # not a whole number of hops
+    stream = FrameStream(FrameIndexMask(CRUNET_SPECTRAL.n_bins, lookahead), CRUNET_SPECTRAL, 1, strength, floor, 100)
+    expected = np.concatenate([stream.feed(signal[:, None]), stream.flush()])[:, 0]
+    blocks = [256, 1, 7]
+    results = fresh_page.evaluate(
+        FRAMES, [signal.tolist(), CRUNET_SPECTRAL.to_dict(), lookahead, strength, floor, blocks]
+    )
+
+    assert not np.allclose(expected, signal, atol=0.05)  # the masks changed the signal
+    for result in results:
+        assert len(result) == len(signal)
+        assert np.abs(np.array(result) - expected).max() <= 1e-6  # Python computes in float32; measured 6.0e-8
+        assert np.abs(np.array(result) - results[0]).max() <= 1e-12  # any block size; measured 0 (identical)
 
 
 @needs_runtime

@@ -1,9 +1,11 @@
-"""The package's shape: no module imports one that imports it back, and the client loads without PyTorch."""
+"""The package's shape: no module imports one that imports it back, and the client and peers load without PyTorch."""
 
 import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import audiodenoise
 
@@ -51,7 +53,8 @@ def test_no_module_imports_one_that_imports_it_back():
     assert {"audiodenoise.denoiser", "audiodenoise.limits"} <= graph["audiodenoise.server"]  # imports are seen
 
 
-def test_the_client_imports_without_torch():
-    code = "import sys, audiodenoise.client; assert 'torch' not in sys.modules, 'torch was imported'"
+@pytest.mark.parametrize("module", ["client", "peers"])  # peers: so a peer's whole process is timed without torch
+def test_these_import_without_torch(module):
+    code = f"import sys, audiodenoise.{module}; assert 'torch' not in sys.modules, 'torch was imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -117,7 +117,10 @@ class Engine:
 
     def check_state(self, state: list[torch.Tensor], batch: int) -> None:
         """Refuse a streaming state that is not this network's for ``batch`` channels."""
-        expected = [list(tensor.shape) for tensor in self.initial_state(batch)]
+        expected = [
+            [size * batch if axis == _state_batch_axis(shape) else size for axis, size in enumerate(shape)]
+            for shape in self.config["stream"]["state_shapes"]
+        ]
         given = [list(tensor.shape) for tensor in state]
         if given != expected:
             raise ValueError(f"streaming state: this model's for {batch} channel(s) has shapes {expected}, not {given}")

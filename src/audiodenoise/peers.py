@@ -11,9 +11,7 @@ import ctypes
 
 import numpy as np
 
-from . import pretrained
 from .audio import fit_frames, resample
-from .checkpoint import CheckpointError
 
 INSTALL_PEERS = "pip install -e '.[peers]'"
 FLOAT_POINTER = ctypes.POINTER(ctypes.c_float)
@@ -53,6 +51,8 @@ class Model(System):
     """One of our models: a bundled name ('default', 'unet-mask') or a checkpoint folder."""
 
     def __init__(self, spec: str, threads: int | None, engine: str | None = None):
+        from . import pretrained  # here, so that the peers import without PyTorch
+
         self.spec, self.threads, self.engine = spec, threads, engine
         folder = pretrained.resolve(spec)
         name = folder.name if folder.parent == pretrained.MODELS_DIR else spec
@@ -211,6 +211,9 @@ def make_system(spec: str, threads: int | None = None, engine: str | None = None
     """A peer by name, or one of our models by bundled name or checkpoint folder (run by ``engine``)."""
     if spec in PEERS:
         return PEERS[spec]()
+    from . import pretrained
+    from .checkpoint import CheckpointError
+
     try:
         return Model(spec, threads, engine)
     except CheckpointError:

@@ -204,7 +204,7 @@ def create_app(models: dict[str, Denoiser], limits: Limits = Limits(), access: A
 
     @app.get(
         "/v1/models/{name}/onnx",
-        summary="a model as ONNX (features -> gain), for denoising in the browser",
+        summary="a model as ONNX (features -> gain, or spectrum and state -> mask), for denoising in the browser",
         description="The settings around the model (STFT, scaling, strength, gain floor) are in /v1/models.",
         response_class=Response,
         responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}}, 404: ERROR_RESPONSES[404]},

@@ -55,11 +55,13 @@ async function patchGains(ort, model, patches, count, s, onBatch) {
   return gains;
 }
 
-/** A spectrum network's runFrames for one channel (dsp.denoiseFrames): its state starts at zeros and each call's
- * next_state_i is the next call's state_i. */
+/**
+ * A spectrum network's runFrames for one channel (dsp.denoiseFrames): its state starts at zeros and each call's
+ * next_state_i is the next call's state_i.
+ */
 function frameMasks(ort, model, s, stream) {
   let state = stream.state_shapes.map(
-    (shape) => new ort.Tensor("float32", new Float32Array(shape.reduce((size, axis) => size * axis, 1)), shape),
+    (shape) => new ort.Tensor("float32", new Float32Array(shape.reduce((size, length) => size * length, 1)), shape),
   );
   return async (parts, count) => {
     const feeds = Object.fromEntries(state.map((tensor, i) => [`state_${i}`, tensor]));

@@ -203,8 +203,10 @@ function spectrumParts({ re, im }, from, count, bins) {
   return parts;
 }
 
-/** Multiply the spectrum's frames [from, count) by the mask's, at `strength` and kept at least `gainFloor` in
- * magnitude (framestream.strengthened); the mask is [part][bin][frame] over `count` frames. */
+/**
+ * Multiply the spectrum's frames [from, count) by the mask's, at `strength` and kept at least `gainFloor` in
+ * magnitude (framestream.strengthened); the mask is [part][bin][frame] over `count` frames.
+ */
 function applyMask(spec, mask, from, count, s, strength, gainFloor) {
   const { bins } = s;
   for (let j = from; j < count; j++) {
