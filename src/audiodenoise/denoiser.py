@@ -38,6 +38,7 @@ from .engine import (
     shipped_onnx,
 )
 from .framestream import FrameStream, latency_samples
+from .fullband import TopBand
 from .nets import network_input
 from .spectral import (
     BlockPlan,
@@ -321,7 +322,8 @@ class Stream:
 
     Chunks are (samples, channels) arrays, or 1-D for mono, of any length (``arrays.to_frames``); each output
     comes back in the layout and type of the chunk before it, and all outputs together have exactly the input's
-    length. At strength 0 the input comes back unchanged, at once."""
+    length. At strength 0 the input comes back unchanged, at once. Above the model's rate, the band the model does
+    not see is kept and attenuated by the model's estimate (``fullband.TopBand``)."""
 
     def __init__(self, denoiser: Denoiser, sample_rate: int, channels: int):
         sample_rate = check_sample_rate(sample_rate, "sample_rate")
@@ -330,6 +332,9 @@ class Stream:
         self.to_model = ResampleStream(sample_rate, denoiser.sample_rate, channels)
         self.core = denoiser.model_rate_stream(channels)
         self.from_model = ResampleStream(denoiser.sample_rate, sample_rate, channels)
+        self.top_band = (
+            TopBand(denoiser.sample_rate, sample_rate, channels) if sample_rate > denoiser.sample_rate else None
+        )
         self.layout = ArrayLayout(False, False, np.dtype(np.float32))
         self.fed = 0
         self.emitted = 0
@@ -337,16 +342,21 @@ class Stream:
     def feed(self, chunk: np.ndarray) -> np.ndarray:
         frames, self.layout = to_frames(chunk, "chunk", self.channels)
         self.fed += len(frames)
-        out = frames if self.passthrough else self.from_model(self.core.feed(self.to_model(frames)))
+        out = frames if self.passthrough else self._denoise(frames)
         self.emitted += len(out)
         return from_frames(out, self.layout)
+
+    def _denoise(self, frames: np.ndarray, last: bool = False) -> np.ndarray:
+        model_in = self.to_model(frames, last=last)
+        model_out = self.core.feed(model_in)
+        if last:
+            model_out = np.concatenate([model_out, self.core.flush()])
+        out = self.from_model(model_out, last=last)
+        return out if self.top_band is None else self.top_band(frames, model_in, model_out, out, last=last)
 
     def flush(self) -> np.ndarray:
         if self.passthrough:
             return from_frames(np.zeros((0, self.channels), np.float32), self.layout)
-        tail = self.core.feed(self.to_model(np.zeros((0, self.channels), np.float32), last=True))
-        tail = np.concatenate([tail, self.core.flush()])
-        out = self.from_model(tail, last=True)
-        out = fit_frames(out, self.fed - self.emitted)
+        out = fit_frames(self._denoise(np.zeros((0, self.channels), np.float32), last=True), self.fed - self.emitted)
         self.emitted += len(out)
         return from_frames(out, self.layout)

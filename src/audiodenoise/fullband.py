@@ -1,0 +1,119 @@
+"""The band above the model's Nyquist, for inputs at higher rates than the model's: split off exactly and attenuated
+by the model's own estimate.
+
+The model sees the input resampled to its rate. The top band is the input less that band brought back to the input's
+rate, ``x - up(down(x))``, so the two bands add up to the input exactly: no seam and no phase smear at the crossover.
+The top band is scaled by the gain the model applied to its own highest bands (output over input energy in
+GAIN_BAND_HZ, frames of GAIN_FRAME samples at the model's rate every GAIN_HOP), with an instant attack and a release of
+RELEASE_SECONDS, ramped from frame to frame. A sample's gain comes from frames that end before it, so the latency is
+unchanged. The model's output has its strength and attenuation floor applied already, and so has that gain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .audio import ResampleStream, fit_frames
+
+GAIN_BAND_HZ = (7000.0, 10000.0)
+GAIN_FRAME = 128  # samples at the model's rate (5.8 ms at 22050 Hz)
+GAIN_HOP = 64
+RELEASE_SECONDS = 0.05
+SILENCE = 1e-12  # energy added to both sides of the ratio: silence in, silence out is a gain of one
+
+
+class TopBand:
+    """``__call__`` with each chunk of input, its model-rate version, the model's output for it so far and that output
+    at the input's rate; returns the full-band output, in order (its length lags the input's, like the model path)."""
+
+    def __init__(self, model_rate: int, rate: int, channels: int):
+        self.positions_per_sample = model_rate / rate  # model-rate position of an input sample
+        self.lowpass = ResampleStream(model_rate, rate, channels)
+        self.channels = channels
+        self.window = np.hanning(GAIN_FRAME + 1)[:-1].astype(np.float32)  # periodic Hann
+        frequencies = np.fft.rfftfreq(GAIN_FRAME, 1 / model_rate)
+        self.band = (frequencies >= GAIN_BAND_HZ[0]) & (frequencies <= GAIN_BAND_HZ[1])
+        self.release = math.exp(-GAIN_HOP / (RELEASE_SECONDS * model_rate))
+        empty = np.zeros((0, channels), np.float32)
+        self.model_in, self.model_out = empty, empty  # model-rate samples from model_start on
+        self.model_start = 0
+        self.inputs, self.lows, self.outputs = empty, empty, empty  # input-rate samples from start on
+        self.start = 0
+        self.gains = np.zeros((0, channels), np.float32)  # smoothed gain of each frame so far
+        self.fed = 0
+
+    def __call__(
+        self, chunk: np.ndarray, model_in: np.ndarray, model_out: np.ndarray, low: np.ndarray, last: bool = False
+    ) -> np.ndarray:
+        self.fed += len(chunk)
+        self.inputs = np.concatenate([self.inputs, chunk])
+        self.lows = np.concatenate([self.lows, self.lowpass(model_in, last=last)])
+        self.outputs = np.concatenate([self.outputs, low])
+        self.model_in = np.concatenate([self.model_in, model_in])
+        self.model_out = np.concatenate([self.model_out, model_out])
+        if last:
+            self._pad_to_the_end()
+        self._measure_frames()
+        ready = min(len(self.inputs), len(self.lows), len(self.outputs), self._samples_with_a_gain())
+        out = self._combine(ready)
+        self._drop_model_samples()
+        return out
+
+    def _pad_to_the_end(self) -> None:
+        """At the end: every buffer to the input's length, and the model-rate ones to whole frames."""
+        length = self.fed - self.start
+        self.lows, self.outputs = fit_frames(self.lows, length), fit_frames(self.outputs, length)
+        end = self.model_start + len(self.model_out)
+        frames = max(1, -(-(end - GAIN_FRAME) // GAIN_HOP) + 1)
+        padded = (frames - 1) * GAIN_HOP + GAIN_FRAME - self.model_start
+        self.model_in, self.model_out = fit_frames(self.model_in, padded), fit_frames(self.model_out, padded)
+
+    def _measure_frames(self) -> None:
+        """The smoothed gain of every frame whose model-rate input and output are both in."""
+        have = self.model_start + min(len(self.model_in), len(self.model_out))
+        first, count = len(self.gains), (have - GAIN_FRAME) // GAIN_HOP + 1 - len(self.gains)
+        if count <= 0:
+            return
+        starts = (first + np.arange(count)) * GAIN_HOP - self.model_start
+        index = starts[:, None] + np.arange(GAIN_FRAME)
+        energies = [
+            (np.abs(np.fft.rfft(signal[index] * self.window[:, None], axis=1)) ** 2)[:, self.band].sum(1)
+            for signal in (self.model_in, self.model_out)
+        ]  # (frames, channels) each
+        raw = np.sqrt((energies[1] + SILENCE) / (energies[0] + SILENCE)).clip(max=1.0)
+        smoothed = np.empty_like(raw)
+        previous = self.gains[-1] if len(self.gains) else raw[0]
+        for i, gain in enumerate(raw):
+            previous = smoothed[i] = np.maximum(gain, previous * self.release)
+        self.gains = np.concatenate([self.gains, smoothed.astype(np.float32)])
+
+    def _frame_ends(self) -> np.ndarray:
+        """Model-rate positions where each frame's gain is reached: a hop after its end."""
+        return np.arange(len(self.gains)) * GAIN_HOP + GAIN_FRAME + GAIN_HOP
+
+    def _samples_with_a_gain(self) -> int:
+        """How many buffered input samples lie before the last frame's point (their ramps are all known)."""
+        if not len(self.gains):
+            return 0
+        last_point = self._frame_ends()[-1]
+        return max(0, math.ceil(last_point / self.positions_per_sample) - self.start)
+
+    def _combine(self, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros((0, self.channels), np.float32)
+        positions = (self.start + np.arange(count)) * self.positions_per_sample
+        points = self._frame_ends()
+        gain = np.stack([np.interp(positions, points, self.gains[:, c]) for c in range(self.channels)], axis=1)
+        out = self.outputs[:count] + gain.astype(np.float32) * (self.inputs[:count] - self.lows[:count])
+        self.inputs, self.lows, self.outputs = self.inputs[count:], self.lows[count:], self.outputs[count:]
+        self.start += count
+        return out
+
+    def _drop_model_samples(self) -> None:
+        """Forget model-rate samples that no frame still to come reads."""
+        drop = len(self.gains) * GAIN_HOP - self.model_start
+        drop = max(0, min(drop, len(self.model_in), len(self.model_out)))
+        self.model_in, self.model_out = self.model_in[drop:], self.model_out[drop:]
+        self.model_start += drop
