@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .audio import ResampleStream, fit_frames
 
 GAIN_BAND_HZ = (7000.0, 10000.0)
 GAIN_FRAME = 128  # samples at the model's rate (5.8 ms at 22050 Hz)
 GAIN_HOP = 64
+GAIN_BATCH = 512  # frames measured at once, bounding memory
 RELEASE_SECONDS = 0.05
 SILENCE = 1e-12  # energy added to both sides of the ratio: silence in, silence out is a gain of one
 
@@ -41,7 +43,8 @@ class TopBand:
         self.model_start = 0
         self.inputs, self.lows, self.outputs = empty, empty, empty  # input-rate samples from start on
         self.start = 0
-        self.gains = np.zeros((0, channels), np.float32)  # smoothed gain of each frame so far
+        self.gains = np.zeros((0, channels), np.float32)  # smoothed gain of each frame from gains_first on
+        self.gains_first = 0
         self.fed = 0
 
     def __call__(
@@ -73,15 +76,22 @@ class TopBand:
     def _measure_frames(self) -> None:
         """The smoothed gain of every frame whose model-rate input and output are both in."""
         have = self.model_start + min(len(self.model_in), len(self.model_out))
-        first, count = len(self.gains), (have - GAIN_FRAME) // GAIN_HOP + 1 - len(self.gains)
+        first = self.gains_first + len(self.gains)  # the next frame
+        count = (have - GAIN_FRAME) // GAIN_HOP + 1 - first
         if count <= 0:
             return
-        starts = (first + np.arange(count)) * GAIN_HOP - self.model_start
-        index = starts[:, None] + np.arange(GAIN_FRAME)
-        energies = [
-            (np.abs(np.fft.rfft(signal[index] * self.window[:, None], axis=1)) ** 2)[:, self.band].sum(1)
-            for signal in (self.model_in, self.model_out)
-        ]  # (frames, channels) each
+        offset = first * GAIN_HOP - self.model_start
+        energies = []
+        for signal in (self.model_in, self.model_out):
+            frames = sliding_window_view(signal[offset:], GAIN_FRAME, axis=0)[: count * GAIN_HOP : GAIN_HOP]
+            energies.append(
+                np.concatenate(
+                    [
+                        (np.abs(np.fft.rfft(part * self.window, axis=-1)) ** 2)[..., self.band].sum(-1)
+                        for part in np.array_split(frames, -(-count // GAIN_BATCH))
+                    ]
+                )
+            )  # (frames, channels)
         raw = np.sqrt((energies[1] + SILENCE) / (energies[0] + SILENCE)).clip(max=1.0)
         smoothed = np.empty_like(raw)
         previous = self.gains[-1] if len(self.gains) else raw[0]
@@ -89,31 +99,33 @@ class TopBand:
             previous = smoothed[i] = np.maximum(gain, previous * self.release)
         self.gains = np.concatenate([self.gains, smoothed.astype(np.float32)])
 
-    def _frame_ends(self) -> np.ndarray:
-        """Model-rate positions where each frame's gain is reached: a hop after its end."""
-        return np.arange(len(self.gains)) * GAIN_HOP + GAIN_FRAME + GAIN_HOP
+    def _frame_points(self) -> np.ndarray:
+        """Model-rate positions where each kept frame's gain is reached: a hop after its end."""
+        return (self.gains_first + np.arange(len(self.gains))) * GAIN_HOP + GAIN_FRAME + GAIN_HOP
 
     def _samples_with_a_gain(self) -> int:
         """How many buffered input samples lie before the last frame's point (their ramps are all known)."""
         if not len(self.gains):
             return 0
-        last_point = self._frame_ends()[-1]
-        return max(0, math.ceil(last_point / self.positions_per_sample) - self.start)
+        return max(0, math.ceil(self._frame_points()[-1] / self.positions_per_sample) - self.start)
 
     def _combine(self, count: int) -> np.ndarray:
         if count == 0:
             return np.zeros((0, self.channels), np.float32)
         positions = (self.start + np.arange(count)) * self.positions_per_sample
-        points = self._frame_ends()
+        points = self._frame_points()
         gain = np.stack([np.interp(positions, points, self.gains[:, c]) for c in range(self.channels)], axis=1)
         out = self.outputs[:count] + gain.astype(np.float32) * (self.inputs[:count] - self.lows[:count])
         self.inputs, self.lows, self.outputs = self.inputs[count:], self.lows[count:], self.outputs[count:]
         self.start += count
+        stale = np.searchsorted(points, self.start * self.positions_per_sample) - 1  # before the next sample's ramp
+        if stale > 0:
+            self.gains, self.gains_first = self.gains[stale:], self.gains_first + stale
         return out
 
     def _drop_model_samples(self) -> None:
         """Forget model-rate samples that no frame still to come reads."""
-        drop = len(self.gains) * GAIN_HOP - self.model_start
+        drop = (self.gains_first + len(self.gains)) * GAIN_HOP - self.model_start
         drop = max(0, min(drop, len(self.model_in), len(self.model_out)))
         self.model_in, self.model_out = self.model_in[drop:], self.model_out[drop:]
         self.model_start += drop
