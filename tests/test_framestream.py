@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 from conftest import speech_like
 from test_crunet import trained_looking
+from test_evaluate import write_pair
 
 from audiodenoise.checkpoint import CheckpointError, save_checkpoint
 from audiodenoise.cli import main
@@ -150,3 +151,16 @@ def test_models_gives_a_frame_streaming_models_latency_in_milliseconds(tmp_path,
     assert main(["models"]) == 0
     latency = denoiser().latency_seconds * 1000
     assert f"latency {latency:.0f} ms (streams frame by frame)" in capsys.readouterr().out
+
+
+def test_evaluate_scores_a_frame_streaming_checkpoint(tmp_path):
+    save_checkpoint(tmp_path / "crunet", MODEL, SPECTRAL)
+    for name, snr in [("low", 0.0), ("high", 10.0)]:
+        write_pair(tmp_path, name, snr)
+    out = tmp_path / "report"
+    argv = ["evaluate", "--noisy", str(tmp_path / "noisy"), "--clean", str(tmp_path / "clean"), "-o", str(out)]
+    assert main([*argv, "--systems", "noisy", str(tmp_path / "crunet")]) == 0
+    report = json.loads((out / "report.json").read_text())
+    scored = report["systems"][str(tmp_path / "crunet")]
+    assert scored["failed_files"] == 0 and scored["audio_seconds"] == report["systems"]["noisy"]["audio_seconds"]
+    assert all(np.isfinite(scored["metrics"][name]["mean"]) for name in ("pesq", "stoi", "si_sdr"))
