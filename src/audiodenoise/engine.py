@@ -110,18 +110,20 @@ class Engine:
     def lookahead_frames(self) -> int:
         return self.config["stream"]["lookahead_frames"]
 
-    def initial_state(self, batch: int) -> list[torch.Tensor]:
-        """Zeros, the state before the first frame for ``batch`` channels."""
-        shapes = self.config["stream"]["state_shapes"]
-        return [torch.zeros(shape).repeat_interleave(batch, _state_batch_axis(shape)) for shape in shapes]
-
-    def check_state(self, state: list[torch.Tensor], batch: int) -> None:
-        """Refuse a streaming state that is not this network's for ``batch`` channels."""
-        expected = [
+    def state_shapes(self, batch: int) -> list[list[int]]:
+        """The shapes of the recurrent state for ``batch`` channels."""
+        return [
             [size * batch if axis == _state_batch_axis(shape) else size for axis, size in enumerate(shape)]
             for shape in self.config["stream"]["state_shapes"]
         ]
-        given = [list(tensor.shape) for tensor in state]
+
+    def initial_state(self, batch: int) -> list[torch.Tensor]:
+        """Zeros, the state before the first frame for ``batch`` channels."""
+        return [torch.zeros(shape) for shape in self.state_shapes(batch)]
+
+    def check_state(self, state: list[torch.Tensor], batch: int) -> None:
+        """Refuse a streaming state that is not this network's for ``batch`` channels."""
+        expected, given = self.state_shapes(batch), [list(tensor.shape) for tensor in state]
         if given != expected:
             raise ValueError(f"streaming state: this model's for {batch} channel(s) has shapes {expected}, not {given}")
 
