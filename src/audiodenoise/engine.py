@@ -2,9 +2,9 @@
 
 For a "magnitude" network an engine is called with scaled log-magnitude features (batch, 1, bins, frames) and
 returns the magnitude gains of the same shape. For a "spectrum" network it is called with the STFT's real and
-imaginary parts (batch, 2, bins, frames) and the recurrent state (``STATE``), and returns the complex mask's parts
-(batch, 2, bins, frames) for the frames ``lookahead_frames`` earlier and the state after. Everything around it
-(STFT, patches or frame streaming, overlap-add) is shared.
+imaginary parts (batch, 2, bins, frames) and the recurrent state (``Engine.initial_state``), and returns the
+complex mask's parts (batch, 2, bins, frames) for the frames ``lookahead_frames`` earlier and the state after.
+Everything around it (STFT, patches or frame streaming, overlap-add) is shared.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def _graph_signature(model: nn.Module, spectral: SpectralConfig) -> tuple[tuple,
 
 
 def onnx_bytes(model: nn.Module, spectral: SpectralConfig, config: dict | None = None) -> bytes:
-    """The network as ONNX (``_graph_signature``), with ``config`` (default: ``describe``'s) as metadata."""
+    """The network as ONNX (``_graph_signature``), with ``config`` and ``describe``'s entries as metadata."""
     import onnx
 
     config = (config or {}) | describe(model, spectral)
