@@ -44,8 +44,8 @@ function useModel() {
   $("strength-value").textContent = Number($("strength").value).toFixed(2);
   if (!$("where-browser").disabled && model) {
     $("browser-note").textContent =
-      `The file stays in this page; the result is a 32-bit float WAV at ${model.sample_rate} Hz ` +
-      "(files at other rates are resampled by the browser).";
+      "The file stays in this page; the result is a 32-bit float WAV at the file's own rate, full band " +
+      `(the model runs at ${model.sample_rate} Hz).`;
   }
 }
 
@@ -155,7 +155,8 @@ async function denoiseHere(file, working, current) {
   const { total } = result.timings;
   const message =
     `Done in ${total.toFixed(3)} s in this browser (real-time factor ${(total / result.seconds).toFixed(4)}) ` +
-    `with ${model.name}; the result is a 32-bit float WAV at ${result.sampleRate} Hz.`;
+    `with ${model.name}; the result is a 32-bit float WAV at ${result.sampleRate} Hz` +
+    (result.rateRead ? "." : " (this file's own rate could not be read, so the browser decoded it at that rate).");
   return [result.wav, outputName(file.name, ".wav"), message];
 }
 

@@ -1,9 +1,9 @@
 // The in-browser pipeline, off the page's main thread: ONNX Runtime Web (vendored by `make web`) runs the
 // server's own model, a magnitude network on patch features or a spectrum network on blocks of STFT frames with
-// its recurrent state carried over; dsp.js does everything around it. inbrowser.js talks to it:
+// its recurrent state carried over; dsp.js does everything around it, resampling included. inbrowser.js talks to it:
 // requests {id, check} or {id, denoise}; answers {id, progress} (0 to 1), then {id, result} or {id, error}.
 
-import { denoiseFrames, denoiseSignal, setup, timed } from "./dsp.js";
+import { denoiseAtRate, denoiseFrames, denoiseSignal, setup, timed } from "./dsp.js";
 
 const RUNTIME = "./vendor/ort.wasm.bundle.min.mjs";
 const BATCH_VALUES = 16 * 128 * 128; // features per model call: 16 patches of the reference settings
@@ -72,11 +72,12 @@ function frameMasks(ort, model, s, stream) {
 }
 
 /**
- * Denoise `channels` (Float32Arrays at the model's rate) each on its own, by patches or, for a spectrum network
- * (`stream`: /v1/models' look-ahead and state shapes), frame by frame; `threads`, when given, is set before the
- * first session. Resolves to {channels, threads, timings}: seconds per stage, model loading as `load`.
+ * Denoise `channels` (Float32Arrays at the file's `rate`) each on its own, at the model's rate by patches or, for
+ * a spectrum network (`stream`: /v1/models' look-ahead and state shapes), frame by frame, and back to `rate`, full
+ * band (dsp.denoiseAtRate); `threads`, when given, is set before the first session.
+ * Resolves to {channels, threads, timings}: seconds per stage, model loading as `load`.
  */
-async function denoise({ modelUrl, spectral, stream, gainFloor, strength, channels, threads }, progress) {
+async function denoise({ modelUrl, spectral, stream, gainFloor, strength, channels, rate, threads }, progress) {
   const ort = await loadRuntime();
   if (threads) ort.env.wasm.numThreads = threads;
   const s = setup(spectral);
@@ -86,13 +87,15 @@ async function denoise({ modelUrl, spectral, stream, gainFloor, strength, channe
   for (const [c, signal] of channels.entries()) {
     const onProgress = (done) => progress((c + done) / channels.length);
     const options = { strength, gainFloor, onProgress, timings };
-    if (stream) {
+    const atModelRate = (samples) => {
+      if (!stream) {
+        const runModel = (patches, count, onBatch) => patchGains(ort, net, patches, count, s, onBatch);
+        return denoiseSignal(samples, s, { ...options, runModel });
+      }
       const runFrames = frameMasks(ort, net, s, stream);
-      out.push(await denoiseFrames(signal, s, { ...options, lookahead: stream.lookahead_frames, runFrames }));
-    } else {
-      const runModel = (patches, count, onBatch) => patchGains(ort, net, patches, count, s, onBatch);
-      out.push(await denoiseSignal(signal, s, { ...options, runModel }));
-    }
+      return denoiseFrames(samples, s, { ...options, lookahead: stream.lookahead_frames, runFrames });
+    };
+    out.push(await denoiseAtRate(signal, rate, s.sample_rate, atModelRate, timings));
   }
   return { channels: out, threads: ort.env.wasm.numThreads, timings };
 }

@@ -3,7 +3,17 @@
 // magnitude network (patch gains) patches sit on the same absolute grid and blocks are planned as plan_block
 // plans them (Denoiser.process_block); a spectrum network (complex mask, recurrent state) runs frame by frame as
 // framestream.FrameStream runs it. The settings (SpectralConfig fields, snake_case as in /v1/models) always come
-// from the server.
+// from the server. A file at another rate goes through the model's rate and back as denoiser.Stream takes it, and
+// above the model's rate keeps its top band as fullband.TopBand does (denoiseAtRate).
+
+import { resample } from "./resample.js";
+
+// fullband.py's: the top band's gain is the model's own, measured in these frames of its input and output.
+const GAIN_BAND_HZ = [7000, 10000];
+const GAIN_FRAME = 128; // samples at the model's rate
+const GAIN_HOP = 64;
+const RELEASE_SECONDS = 0.05;
+const SILENCE = 1e-12; // energy added to both sides of the ratio: silence in, silence out is a gain of one
 
 /** Periodic Hann window, as torch.hann_window(length, periodic=True). */
 function hann(length) {
@@ -270,4 +280,88 @@ export async function denoiseFrames(
     onProgress((first + count) / total);
   }
   return out;
+}
+
+/**
+ * Energies in GAIN_BAND_HZ of `frames` Hann-windowed frames of GAIN_FRAME samples every GAIN_HOP, zeros past the
+ * end of `signal` (at `rate`): a DFT of the band's bins only.
+ */
+function bandEnergies(signal, frames, rate) {
+  const window = hann(GAIN_FRAME);
+  const bins = Array.from({ length: GAIN_FRAME / 2 + 1 }, (_, k) => k).filter((k) => {
+    const frequency = (k * rate) / GAIN_FRAME;
+    return frequency >= GAIN_BAND_HZ[0] && frequency <= GAIN_BAND_HZ[1];
+  });
+  const angle = (k, t) => (2 * Math.PI * ((k * t) % GAIN_FRAME)) / GAIN_FRAME;
+  const cos = bins.map((k) => Float64Array.from(window, (w, t) => w * Math.cos(angle(k, t))));
+  const sin = bins.map((k) => Float64Array.from(window, (w, t) => w * Math.sin(angle(k, t))));
+  const energies = new Float64Array(frames);
+  for (let f = 0; f < frames; f++) {
+    const frame = signal.subarray(f * GAIN_HOP, f * GAIN_HOP + GAIN_FRAME); // shorter at the end: zeros past it
+    for (let b = 0; b < bins.length; b++) {
+      let [re, im] = [0, 0];
+      for (let t = 0; t < frame.length; t++) {
+        re += frame[t] * cos[b][t];
+        im += frame[t] * sin[b][t];
+      }
+      energies[f] += re * re + im * im;
+    }
+  }
+  return energies;
+}
+
+/**
+ * fullband.TopBand's gain of each frame, from the model's input and output at its `rate`: the square root of their
+ * band energies' ratio, at most one, with an instant attack and a release of RELEASE_SECONDS.
+ */
+export function topBandGains(modelIn, modelOut, rate) {
+  const frames = Math.max(1, Math.ceil((modelIn.length - GAIN_FRAME) / GAIN_HOP) + 1); // the last one padded
+  const [before, after] = [modelIn, modelOut].map((signal) => bandEnergies(signal, frames, rate));
+  const release = Math.exp(-GAIN_HOP / (RELEASE_SECONDS * rate));
+  const gains = new Float64Array(frames);
+  for (let f = 0; f < frames; f++) {
+    const raw = Math.min(Math.sqrt((after[f] + SILENCE) / (before[f] + SILENCE)), 1);
+    gains[f] = f ? Math.max(raw, gains[f - 1] * release) : raw;
+  }
+  return gains;
+}
+
+/**
+ * The gain at model-rate `position`: frame f's is reached a hop after its end and ramped linearly between those
+ * points, clamped before the first and after the last (np.interp), so a sample's gain needs only past frames.
+ */
+function gainAt(gains, position) {
+  const t = (position - GAIN_FRAME - GAIN_HOP) / GAIN_HOP;
+  if (t <= 0) return gains[0];
+  const f = Math.floor(t);
+  if (f >= gains.length - 1) return gains[gains.length - 1];
+  return gains[f] + (t - f) * (gains[f + 1] - gains[f]);
+}
+
+/** `samples` Float32Array samples of `signal`: cropped, or padded with zeros (audio.fit_frames). */
+function fit(signal, samples) {
+  if (signal.length >= samples) return signal.subarray(0, samples);
+  const out = new Float32Array(samples);
+  out.set(signal);
+  return out;
+}
+
+/**
+ * Denoise one channel at its own `rate` with `denoise` (resolves to the model-rate signal's result, of its length),
+ * as denoiser.Stream does: resampled to `modelRate` and back; above it, plus the top band, the input less its
+ * model-rate version brought back (x - up(down(x)), so that the bands add up to the input exactly), times the
+ * model's gain (topBandGains). Resolves to a Float32Array of the signal's length; `timings` gains `resample` (the
+ * top band's gain included).
+ */
+export async function denoiseAtRate(signal, rate, modelRate, denoise, timings = {}) {
+  const modelIn = await timed(timings, "resample", () => resample(signal, rate, modelRate));
+  const modelOut = await denoise(modelIn);
+  return timed(timings, "resample", () => {
+    const out = fit(resample(modelOut, modelRate, rate), signal.length);
+    if (rate <= modelRate) return out;
+    const lows = fit(resample(modelIn, modelRate, rate), signal.length);
+    const gains = topBandGains(modelIn, modelOut, modelRate);
+    for (let i = 0; i < out.length; i++) out[i] += gainAt(gains, (i * modelRate) / rate) * (signal[i] - lows[i]);
+    return out;
+  });
 }

@@ -1,8 +1,13 @@
 // Denoising in this browser: denoise-worker.js runs the model (ONNX Runtime Web) and dsp.js in a module worker,
 // so the page stays responsive; here the page decodes the file, hands its channels over and encodes the result.
-// The file never leaves the page.
+// The file never leaves the page. The file is decoded at its own rate, read from its header (samplerate.js), so
+// that nothing but dsp.js resamples it (the browser's resampler differs from browser to browser and rolls off
+// early); a file whose rate the page cannot read (M4A/AAC, WebM, ...) is decoded at FALLBACK_RATE by the browser.
 
 import { timed } from "./dsp.js";
+import { statedRate } from "./samplerate.js";
+
+const FALLBACK_RATE = 48000; // the usual rate of the formats whose rate is not read, and above the model's
 
 const pending = new Map(); // request id -> {resolve, reject, onProgress}
 let worker = null;
@@ -46,11 +51,36 @@ export function checkRuntime() {
 
 /** Decode an audio file to an AudioBuffer at `rate`, resampled by the browser when the file's rate differs. */
 export async function decode(blob, rate) {
+  return decodeBytes(await blob.arrayBuffer(), rate);
+}
+
+/** decode, of the file's bytes (an ArrayBuffer, detached by it). */
+async function decodeBytes(bytes, rate) {
   try {
-    return await new OfflineAudioContext(1, 1, rate).decodeAudioData(await blob.arrayBuffer());
+    return await new OfflineAudioContext(1, 1, rate).decodeAudioData(bytes);
   } catch {
     throw new Error("this browser cannot decode the file");
   }
+}
+
+/** Whether this browser makes audio contexts at `rate` (Chromium: 3000 to 768000 Hz). */
+function decodesAt(rate) {
+  try {
+    return Boolean(new OfflineAudioContext(1, 1, rate));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Decode an audio file at its own rate, so without resampling, where its header states it and this browser decodes
+ * at it; at FALLBACK_RATE, resampled by the browser, otherwise. Resolves to {audio (an AudioBuffer), rateRead}.
+ */
+export async function decodeAtItsRate(blob) {
+  const bytes = await blob.arrayBuffer();
+  const stated = statedRate(new Uint8Array(bytes));
+  const rateRead = Boolean(stated) && decodesAt(stated);
+  return { audio: await decodeBytes(bytes, rateRead ? stated : FALLBACK_RATE), rateRead };
 }
 
 /** A 32-bit float WAV of equally long Float32Array channels. */
@@ -85,32 +115,34 @@ export function encodeWav(channels, rate) {
 /**
  * Denoise `blob` in this page with `model` (an entry of /v1/models) at `strength`, each channel on its own;
  * `onProgress(fraction done)` as the worker goes, `threads` (WebAssembly threads) applies before the first model.
- * Resolves to {wav, sampleRate, channels, seconds, threads, timings}: the result is a 32-bit float WAV at the
- * model's rate; timings are seconds per stage (decode, stft, model, istft) and in total, model loading (load) apart.
+ * Resolves to {wav, sampleRate, rateRead, channels, seconds, threads, timings}: the result is a 32-bit float WAV at
+ * the file's own rate (decodeAtItsRate: FALLBACK_RATE unless `rateRead`), full band; timings are seconds per stage
+ * (decode, resample, stft, model, istft) and in total, model loading (load) apart.
  */
 export async function denoiseInBrowser(blob, model, strength, { onProgress, threads } = {}) {
   const started = performance.now();
   const timings = {};
-  const s = model.spectral;
-  const audio = await timed(timings, "decode", () => decode(blob, s.sample_rate));
+  const { audio, rateRead } = await timed(timings, "decode", () => decodeAtItsRate(blob));
   if (!audio.length) throw new Error("the file contains no audio samples");
   const channels = Array.from({ length: audio.numberOfChannels }, (_, c) => audio.getChannelData(c).slice());
   const job = {
     modelUrl: new URL(`v1/models/${encodeURIComponent(model.name)}/onnx`, document.baseURI).href,
-    spectral: s,
+    spectral: model.spectral,
     stream: model.stream,
     gainFloor: model.gain_floor,
     strength,
     channels,
+    rate: audio.sampleRate,
     threads,
   };
   const result = await ask({ denoise: job }, channels.map((channel) => channel.buffer), onProgress);
-  const wav = encodeWav(result.channels, s.sample_rate);
+  const wav = encodeWav(result.channels, audio.sampleRate);
   Object.assign(timings, result.timings);
   timings.total = (performance.now() - started) / 1000 - timings.load;
   return {
     wav,
-    sampleRate: s.sample_rate,
+    sampleRate: audio.sampleRate,
+    rateRead,
     channels: channels.length,
     seconds: audio.duration,
     threads: result.threads,
