@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/serve_load.py
 	$(PYTHON) benchmarks/browser.py
 	$(PYTHON) benchmarks/streaming.py
+	$(PYTHON) benchmarks/batch.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+TAG_CHARS = 12  # hex digits of the random tag in a temporary name
+
 
 def temporary_sibling(path: Path) -> Path:
     """A fresh hidden name beside ``path``; the file is created by whoever writes it (so the umask applies)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:TAG_CHARS]}.part")
+
+
+def temporaries(path: str | Path) -> list[Path]:
+    """The ``temporary_sibling`` files of ``path`` that exist: what a writer killed part-way leaves behind."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.{'?' * TAG_CHARS}.part"))
 
 
 def discard(temp: Path) -> None:

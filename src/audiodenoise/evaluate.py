@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,7 @@ class Report:
     scores: list[FileScore]
     skipped: dict[str, str] = field(default_factory=dict)  # system -> one line on why it did not run
     examples: list[Example] = field(default_factory=list)
+    workers: int = 1  # processes that shared out the pairs, each running every system at ``threads``
 
     @property
     def failures(self) -> list[FileScore]:
@@ -226,8 +228,8 @@ def _example_ids(pairs: list[Pair], count: int) -> set[str]:
     return {ordered[i].id for i in picks}
 
 
-def _load(systems: list[System], log: Callable[[str], None]) -> tuple[list[tuple[System, SystemRun]], dict[str, str]]:
-    """Load each system, timed; those not installed are skipped."""
+def _load(systems: list[System]) -> tuple[list[tuple[System, SystemRun]], dict[str, str]]:
+    """Load each system, timed; those not installed are skipped, each with one line on why."""
     loaded, skipped = [], {}
     for system in systems:
         started = time.perf_counter()
@@ -236,7 +238,6 @@ def _load(systems: list[System], log: Callable[[str], None]) -> tuple[list[tuple
         except ImportError as error:
             package = system.package or error.name
             skipped[system.name] = f"{system.name}: skipped, {package} is not installed; {INSTALL_PEERS}"
-            log(skipped[system.name])
             continue
         loaded.append((system, SystemRun(system.name, time.perf_counter() - started)))
     return loaded, skipped
@@ -269,14 +270,20 @@ def run(
     progress: bool = False,
     log: Callable[[str], None] = lambda line: None,
     engine: str | None = None,
+    jobs: int = 1,
 ) -> Report:
     """Run every system on every pair and score it (``report.write_report`` writes the result to a folder).
 
-    'noisy' (the input, unprocessed) is always included as the reference. Every system runs at ``threads``
-    CPU threads (the previous setting is restored afterwards). A peer that is not installed is skipped with
-    one line to ``log``; a pair that cannot be read or a system that fails on a file is recorded as a failure
-    of that file, and the run goes on. ``engine`` runs our models (default: the Denoiser's)."""
+    'noisy' (the input, unprocessed) is always included as the reference. ``jobs`` worker processes (``batch``)
+    share out the pairs, each loading every system once and running each pair through all of them, so that every
+    system is timed on the same workers at ``threads`` CPU threads (the previous setting is restored afterwards).
+    A peer that is not installed is skipped with one line to ``log``; a pair that cannot be read, a system that
+    fails on a file or a worker that dies on it is recorded as a failure of that file, and the run goes on.
+    ``engine`` runs our models (default: the Denoiser's)."""
     import torch
+    from tqdm import tqdm
+
+    from . import batch
 
     if not pairs:
         raise EvaluationError("no pairs to evaluate")
@@ -285,53 +292,92 @@ def run(
         system = make_system(spec, threads, engine)
         built.setdefault(system.name, system)
     check_lengths(pairs)
+    work = Evaluation(list(built.values()), threads, _example_ids(pairs, examples))
+    report = Report(len(pairs), threads, [], [], workers=min(jobs, len(pairs)))
+    runs: dict[str, SystemRun] = {}
     previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     try:
-        report = _run(pairs, list(built.values()), threads, examples, progress, log)
+        results = batch.run(work, pairs, jobs)
+        for result in tqdm(
+            results, total=len(pairs), desc="evaluating", unit="pair", disable=None if progress else True
+        ):
+            for name, line in result.skipped.items():
+                if name not in report.skipped:
+                    report.skipped[name] = line
+                    log(line)
+            for timed in result.runs:
+                total = runs.setdefault(timed.name, SystemRun(timed.name, timed.load_seconds))
+                total.load_seconds = max(total.load_seconds, timed.load_seconds)  # the slowest worker's
+                total.processing_seconds += timed.processing_seconds
+                total.audio_seconds += timed.audio_seconds
+            report.scores += result.scores
+            report.examples += [result.example] if result.example else []
     finally:
         torch.set_num_threads(previous)
+    order = {pair.id: index for index, pair in enumerate(pairs)}  # workers finish in any order
+    report.scores.sort(key=lambda score: order[score.pair])
+    report.examples.sort(key=lambda example: order[example.pair])
+    report.systems = list(runs.values())
     return report
 
 
-def _run(
-    pairs: list[Pair],
-    systems: list[System],
-    threads: int | None,
-    examples: int,
-    progress: bool,
-    log: Callable[[str], None],
-) -> Report:
-    from tqdm import tqdm
+@dataclass
+class PairResult:
+    """One pair through every loaded system: its scores, its signals if kept, and each system's time on it
+    (with the load time of the worker that ran it); the systems that worker skipped."""
 
-    active, skipped = _load(systems, log)
-    keep = _example_ids(pairs, examples)
-    report = Report(len(pairs), threads, [run for _, run in active], [], skipped)
-    try:
-        for pair in tqdm(pairs, desc="evaluating", unit="pair", disable=None if progress else True):
-            scores, example = _evaluate_pair(pair, active, pair.id in keep)
-            report.scores += scores
-            report.examples += [example] if example else []
-    finally:
-        for system, _ in active:
-            system.close()
-    return report
+    scores: list[FileScore]
+    example: Example | None
+    runs: list[SystemRun]
+    skipped: dict[str, str]
+
+
+@dataclass
+class Evaluation:
+    """The work of an evaluation (``batch``): each worker loads the systems once, at ``threads`` threads."""
+
+    systems: list[System]
+    threads: int | None
+    keep: set[str]  # pairs whose signals are kept for the plots
+
+    @contextmanager
+    def worker(self) -> Iterator[Callable[[Pair], PairResult]]:
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        active, skipped = _load(self.systems)
+        try:
+            yield lambda pair: _evaluate_pair(pair, active, pair.id in self.keep, skipped)
+        finally:
+            for system, _ in active:
+                system.close()
+
+    def died(self, pair: Pair) -> PairResult:
+        given = math.nan if pair.snr_db is None else pair.snr_db
+        reason = "its worker died (killed, or out of memory)"
+        return PairResult(
+            [FileScore(pair.id, system.name, given, error=reason) for system in self.systems], None, [], {}
+        )
+
+    def abandoned(self, pair: Pair) -> None:
+        """Nothing to clean up: an evaluation writes no file per pair."""
 
 
 def _evaluate_pair(
-    pair: Pair, active: list[tuple[System, SystemRun]], keep: bool
-) -> tuple[list[FileScore], Example | None]:
+    pair: Pair, active: list[tuple[System, SystemRun]], keep: bool, skipped: dict[str, str]
+) -> PairResult:
     given = math.nan if pair.snr_db is None else pair.snr_db
+    runs = [SystemRun(loaded.name, loaded.load_seconds) for _, loaded in active]
     try:
         clean, noisy, rate = _read_pair(pair)
     except AudioError as error:
-        return [FileScore(pair.id, run.name, given, error=str(error)) for _, run in active], None
+        return PairResult([FileScore(pair.id, run.name, given, error=str(error)) for run in runs], None, runs, skipped)
     length = min(len(clean), len(noisy))
     snr_db = metrics.snr(clean[:length], noisy[:length]) if pair.snr_db is None else pair.snr_db
     signals = {"clean": clean}
     scores = []
-    for system, run in active:
+    for (system, _), run in zip(active, runs):
         try:
             out = _process(system, noisy, rate, run)
             scored = metrics.score(clean, out, rate)
@@ -341,4 +387,4 @@ def _evaluate_pair(
             continue
         scores.append(FileScore(pair.id, run.name, snr_db, scored.values, problems=scored.problems))
         signals[run.name] = out
-    return scores, Example(pair.id, rate, signals) if keep else None
+    return PairResult(scores, Example(pair.id, rate, signals) if keep else None, runs, skipped)

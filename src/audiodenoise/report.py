@@ -77,6 +77,8 @@ def _bucket_label(snr_db: float) -> str:
 
 def _heading(report: Report) -> str:
     threads = f"{report.threads} thread{'s' if report.threads != 1 else ''}" if report.threads else "default threads"
+    if report.workers > 1:  # every system on the same workers: its real-time factor is measured under that load
+        threads = f"{report.workers} workers at {threads} each"
     return f"{report.pairs} pairs, {len(report.systems)} systems, {threads}; mean ± 95% CI"
 
 
@@ -111,6 +113,7 @@ def report_json(report: Report) -> dict:
     return {
         "pairs": report.pairs,
         "threads": report.threads,
+        "workers": report.workers,
         "metrics": list(METRICS),
         "systems": {
             r.name: {
