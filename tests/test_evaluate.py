@@ -123,7 +123,7 @@ def test_identity_checkpoint_scores_like_the_input_at_any_rate(folders, identity
     assert not report.failures
     for pair in ("low", "high", "sub/mid"):
         model, noisy = by_key[(pair, str(identity_checkpoint))].values, by_key[(pair, "noisy")].values
-        assert model == pytest.approx(noisy, abs=1e-3)
+        assert model == pytest.approx(noisy, abs=1e-3, nan_ok=True)  # top-band LSD: NaN at these rates
     # SNR measured from the signals, 44.1 kHz noisy resampled to the clean rate
     assert by_key[("sub/mid", "noisy")].snr_db == pytest.approx(5.0, abs=0.5)
     assert list(report.buckets()) == [0.0, 5.0, 10.0]

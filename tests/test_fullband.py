@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from conftest import halving_model, identity_model
 
+from audiodenoise import metrics
+from audiodenoise.audio import resample
 from audiodenoise.denoiser import Denoiser
 from audiodenoise.spectral import SpectralConfig
 
@@ -55,3 +57,14 @@ def test_any_chunking_gives_the_same_full_band_output():
         start += size
     out += [stream.feed(audio[start:]), stream.flush()]
     assert np.array_equal(np.concatenate(out), whole)
+
+
+def test_the_top_bands_log_spectral_distance_sees_a_lost_top_band_and_only_above_32_khz():
+    rate, audio = 48000, white(1.0, 48000)
+    assert metrics.top_band_lsd(audio, audio, rate) == 0
+    cut = resample(resample(audio, rate, 22050), 22050, rate)
+    assert metrics.top_band_lsd(audio, cut, rate) > 30  # the band is gone: about 100 dB down
+    assert metrics.top_band_lsd(audio, 0.5 * audio, rate) == pytest.approx(6.02, abs=0.01)
+    assert np.isnan(metrics.top_band_lsd(audio, audio, 22050))
+    assert np.isnan(metrics.score(audio[:22050], audio[:22050], 22050)["top_band_lsd"])
+    assert metrics.score(audio, audio, rate)["top_band_lsd"] == 0

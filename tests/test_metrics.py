@@ -47,7 +47,8 @@ def test_more_noise_scores_lower_on_every_metric(pair):
     noisier = clean + 4 * (noisy - clean)
     better, worse = metrics.score(clean, noisy, 16000), metrics.score(clean, noisier, 16000)
     assert set(better.values) == set(metrics.METRICS)
-    for metric in metrics.METRICS:
+    assert np.isnan(better["top_band_lsd"])  # a distance, and 16 kHz has no band above 11 kHz: test_fullband.py
+    for metric in set(metrics.METRICS) - {"top_band_lsd"}:
         assert better[metric] > worse[metric], metric
 
 
@@ -77,7 +78,8 @@ def test_scores_do_not_depend_on_the_sample_rate(pair):
 def test_lengths_are_aligned_to_the_shorter_signal(pair):
     clean, noisy = pair
     longer = np.concatenate([noisy, np.ones(500)])
-    assert metrics.score(clean, longer, 16000).values == pytest.approx(metrics.score(clean, noisy, 16000).values)
+    aligned = metrics.score(clean, longer, 16000).values
+    assert aligned == pytest.approx(metrics.score(clean, noisy, 16000).values, nan_ok=True)
 
 
 def test_pesq_failure_on_silence_is_reported_not_raised():

@@ -1,4 +1,5 @@
-"""Speech quality metrics: wide-band PESQ, STOI, ESTOI and the composite measures at 16 kHz, SI-SDR and SNR.
+"""Speech quality metrics: wide-band PESQ, STOI, ESTOI and the composite measures at 16 kHz, SI-SDR and SNR at
+the file's rate (full band), and the log-spectral distance of the band above 11 kHz where the file has one.
 
 A library, no CLI. ``score`` runs them all on one pair; a metric that cannot score a file (PESQ on silence)
 gives NaN and a note instead of an exception.
@@ -14,7 +15,9 @@ import numpy as np
 from .audio import resample
 
 METRIC_RATE = 16000
-METRICS = ("pesq", "stoi", "estoi", "si_sdr", "snr", "csig", "cbak", "covl")
+METRICS = ("pesq", "stoi", "estoi", "si_sdr", "snr", "csig", "cbak", "covl", "top_band_lsd")
+TOP_BAND_HZ = (11025.0, 20000.0)  # above the models' 22050 Hz Nyquist, up to where hearing ends
+LSD_FRAME_SECONDS = 0.032
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,33 @@ def _frames(signal: np.ndarray) -> np.ndarray:
     count = max(0, (len(signal) - _FRAME) // _HOP + 1)
     index = np.arange(_FRAME)[None, :] + _HOP * np.arange(count)[:, None]
     return signal[index] * window
+
+
+def top_band_lsd(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """Log-spectral distance (dB) over TOP_BAND_HZ: per frame, the RMS over bins of the difference of the power
+    spectra in dB, averaged over frames; NaN when the rate leaves no such band (below 32 kHz)."""
+    top = min(TOP_BAND_HZ[1], 0.95 * sample_rate / 2)
+    if top <= TOP_BAND_HZ[0] + 1000:
+        return math.nan
+    length = 2 ** math.ceil(math.log2(LSD_FRAME_SECONDS * sample_rate))
+    frequencies = np.fft.rfftfreq(length, 1 / sample_rate)
+    band = (frequencies >= TOP_BAND_HZ[0]) & (frequencies < top)
+    window = np.hanning(length)
+    spectra = [
+        np.abs(np.fft.rfft(_padded_frames(signal, length) * window, axis=-1)[:, band]) ** 2
+        for signal in (reference, estimate)
+    ]
+    floor = 1e-10 * max(spectra[0].max(), 1e-20)  # 100 dB below the reference's peak
+    difference = 10 * np.log10(spectra[0] + floor) - 10 * np.log10(spectra[1] + floor)
+    return float(np.mean(np.sqrt(np.mean(difference**2, axis=-1))))
+
+
+def _padded_frames(signal: np.ndarray, length: int) -> np.ndarray:
+    """Frames of ``length`` every ``length // 2`` samples, the last one zero-padded."""
+    hop = length // 2
+    count = max(1, math.ceil((len(signal) - length) / hop) + 1)
+    padded = np.pad(np.asarray(signal, dtype=np.float64), (0, (count - 1) * hop + length - len(signal)))
+    return np.lib.stride_tricks.sliding_window_view(padded, length)[::hop]
 
 
 def segmental_snr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -193,7 +223,8 @@ def composite(reference: np.ndarray, estimate: np.ndarray, pesq_score: float) ->
 def score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> Scores:
     """All metrics for one mono pair at ``sample_rate``; lengths are aligned to the shorter signal.
 
-    PESQ, STOI and the composite measures are computed at 16 kHz, SI-SDR and SNR at ``sample_rate``."""
+    PESQ, STOI and the composite measures are computed at 16 kHz, SI-SDR, SNR and the top band's LSD at
+    ``sample_rate`` (the LSD is NaN, without a note, where the rate has no band above 11 kHz)."""
     length = min(len(reference), len(estimate))
     if length == 0:
         raise MetricError("nothing to score: a signal is empty")
@@ -205,6 +236,7 @@ def score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> Scor
         "estoi": stoi(ref16, est16, extended=True),
         "si_sdr": si_sdr(reference, estimate),
         "snr": snr(reference, estimate),
+        "top_band_lsd": top_band_lsd(reference, estimate, sample_rate),
     }
     problems = {}
     if not np.any(reference):

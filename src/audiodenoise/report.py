@@ -25,9 +25,10 @@ LABELS = {
     "csig": "CSIG",
     "cbak": "CBAK",
     "covl": "COVL",
+    "top_band_lsd": "top-band LSD (dB)",
 }
 DECIMALS = {"stoi": 3, "estoi": 3}  # the others: 2
-TERMINAL_METRICS = ("pesq", "stoi", "estoi", "si_sdr", "csig", "cbak", "covl")  # SNR: in the files
+TERMINAL_METRICS = ("pesq", "stoi", "estoi", "si_sdr", "csig", "cbak", "covl")  # SNR, top-band LSD: in the files
 IMPROVEMENT_METRICS = ("pesq", "stoi", "si_sdr")
 REFERENCE = "noisy"
 NOTE = (
@@ -182,9 +183,10 @@ def _plot_metrics(report: Report, path: Path) -> None:
 
     summary = report.summary()
     names = list(summary)
-    figure = Figure(figsize=(4 * 4, 2 * 3.2))
+    rows = math.ceil(len(METRICS) / 4)
+    figure = Figure(figsize=(4 * 4, rows * 3.2))
     for i, metric in enumerate(METRICS):
-        axis = figure.add_subplot(2, 4, i + 1)
+        axis = figure.add_subplot(rows, 4, i + 1)
         means = [summary[n][metric].mean for n in names]
         errors = [0 if math.isnan(summary[n][metric].ci95) else summary[n][metric].ci95 for n in names]
         axis.bar(range(len(names)), means, yerr=errors, capsize=3, color=[f"C{j}" for j in range(len(names))])
