@@ -12,7 +12,7 @@ import torch
 from conftest import speech_like
 
 from audiodenoise import Denoiser
-from audiodenoise.checkpoint import save_checkpoint
+from audiodenoise.checkpoint import save_checkpoint, weights_digest
 from audiodenoise.cli import main
 from audiodenoise.engine import CONFIG_KEY, OnnxEngine, TorchEngine, onnx_bytes
 from audiodenoise.nets.unet import UNet, UNetConfig
@@ -80,7 +80,9 @@ def test_export_embeds_the_checkpoint_config_and_writes_atomically(exported, ran
     import onnx
 
     metadata = {prop.key: prop.value for prop in onnx.load(str(exported)).metadata_props}
-    assert json.loads(metadata[CONFIG_KEY]) == json.loads((random_checkpoint / "config.json").read_text())
+    embedded = json.loads(metadata[CONFIG_KEY])
+    assert embedded.pop("weights_sha256") == weights_digest(random_checkpoint)
+    assert embedded == json.loads((random_checkpoint / "config.json").read_text())
     assert not [p for p in exported.parent.iterdir() if p.name.endswith(".part")]
 
 

@@ -22,6 +22,7 @@ GAIN_BAND_HZ = (7000.0, 10000.0)
 GAIN_FRAME = 128  # samples at the model's rate (5.8 ms at 22050 Hz)
 GAIN_HOP = 64
 GAIN_BATCH = 512  # frames measured at once, bounding memory
+COMBINE_SAMPLES = 65536  # output samples given their gain at once, bounding memory
 RELEASE_SECONDS = 0.05
 SILENCE = 1e-12  # energy added to both sides of the ratio: silence in, silence out is a gain of one
 
@@ -41,7 +42,8 @@ class TopBand:
         empty = np.zeros((0, channels), np.float32)
         self.model_in, self.model_out = empty, empty  # model-rate samples from model_start on
         self.model_start = 0
-        self.inputs, self.lows, self.outputs = empty, empty, empty  # input-rate samples from start on
+        self.inputs = empty  # input samples whose low band has not come back yet
+        self.tops, self.outputs = empty, empty  # the top band and the model's output, from sample ``start`` on
         self.start = 0
         self.gains = np.zeros((0, channels), np.float32)  # smoothed gain of each frame from gains_first on
         self.gains_first = 0
@@ -52,22 +54,25 @@ class TopBand:
     ) -> np.ndarray:
         self.fed += len(chunk)
         self.inputs = np.concatenate([self.inputs, chunk])
-        self.lows = np.concatenate([self.lows, self.lowpass(model_in, last=last)])
+        lows = self.lowpass(model_in, last=last)  # never ahead of the input: the resampler waits for its filter
+        if last:
+            lows = fit_frames(lows, len(self.inputs))
+        self.tops = np.concatenate([self.tops, self.inputs[: len(lows)] - lows])
+        self.inputs = self.inputs[len(lows) :]
         self.outputs = np.concatenate([self.outputs, low])
         self.model_in = np.concatenate([self.model_in, model_in])
         self.model_out = np.concatenate([self.model_out, model_out])
         if last:
             self._pad_to_the_end()
         self._measure_frames()
-        ready = min(len(self.inputs), len(self.lows), len(self.outputs), self._samples_with_a_gain())
+        ready = min(len(self.tops), len(self.outputs), self._samples_with_a_gain())
         out = self._combine(ready)
         self._drop_model_samples()
         return out
 
     def _pad_to_the_end(self) -> None:
-        """At the end: every buffer to the input's length, and the model-rate ones to whole frames."""
-        length = self.fed - self.start
-        self.lows, self.outputs = fit_frames(self.lows, length), fit_frames(self.outputs, length)
+        """At the end: the output to the input's length, and the model-rate samples to whole frames."""
+        self.outputs = fit_frames(self.outputs, self.fed - self.start)
         end = self.model_start + len(self.model_out)
         frames = max(1, -(-(end - GAIN_FRAME) // GAIN_HOP) + 1)
         padded = (frames - 1) * GAIN_HOP + GAIN_FRAME - self.model_start
@@ -112,11 +117,15 @@ class TopBand:
     def _combine(self, count: int) -> np.ndarray:
         if count == 0:
             return np.zeros((0, self.channels), np.float32)
-        positions = (self.start + np.arange(count)) * self.positions_per_sample
         points = self._frame_points()
-        gain = np.stack([np.interp(positions, points, self.gains[:, c]) for c in range(self.channels)], axis=1)
-        out = self.outputs[:count] + gain.astype(np.float32) * (self.inputs[:count] - self.lows[:count])
-        self.inputs, self.lows, self.outputs = self.inputs[count:], self.lows[count:], self.outputs[count:]
+        out = self.outputs[:count].copy()
+        for first in range(0, count, COMBINE_SAMPLES):  # in pieces: the gains' float64 stays small
+            piece = slice(first, min(first + COMBINE_SAMPLES, count))
+            positions = (self.start + np.arange(piece.start, piece.stop)) * self.positions_per_sample
+            for channel in range(self.channels):
+                gain = np.interp(positions, points, self.gains[:, channel]).astype(np.float32)
+                out[piece, channel] += gain * self.tops[piece, channel]
+        self.tops, self.outputs = self.tops[count:], self.outputs[count:]
         self.start += count
         stale = np.searchsorted(points, self.start * self.positions_per_sample) - 1  # before the next sample's ramp
         if stale > 0:
