@@ -108,6 +108,16 @@ def test_it_trains_on_the_fly_and_the_denoiser_runs_the_checkpoint(tmp_path):
     assert rate == 22050 and len(denoised) == 22050 and 0 < abs(denoised).max()
 
 
+def test_a_run_stopped_early_resumes(tmp_path):
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    run = tmp_path / "run"
+    options = ["--architecture", "crunet", "--channels", "4", "8", "--hidden", "8", "--blocks", "1", "--max-steps", "2"]
+    assert main(on_the_fly_train(corpus, run, *options, "--stop-after", "1")) == 0
+    assert main(on_the_fly_train(corpus, run, *options, "--resume")) == 0  # settings as tuples equal the saved lists
+    assert load_checkpoint(run / "last")[2]["info"]["step"] == 2
+
+
 def test_a_prepared_dataset_cannot_train_it(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     write_corpus(corpus)

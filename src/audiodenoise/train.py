@@ -420,7 +420,10 @@ class Trainer:
             raise CheckpointError(f"{path}: corrupt resume checkpoint ({str(error).splitlines()[0]})") from None
         if spectral != self.spectral:
             raise TrainingError(f"{path}: the checkpoint's STFT settings differ from the training data's")
-        if architecture != architecture_name(self.model) or model_config != self.model.config.to_dict():
+        if (
+            architecture != architecture_name(self.model)
+            or read_settings(architecture, model_config) != self.model.config
+        ):
             raise TrainingError(f"{path}: the checkpoint's model settings differ from this run's ({model_config})")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         average = {k[8:]: v for k, v in tensors.items() if k.startswith("average.")}
